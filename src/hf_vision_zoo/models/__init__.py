@@ -1,0 +1,3 @@
+"""Every architecture of the zoo; importing a model package registers it and its variants."""
+
+from . import swin  # noqa: F401

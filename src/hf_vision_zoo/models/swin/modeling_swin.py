@@ -266,7 +266,8 @@ class SwinModel(SwinPreTrainedModel):
         super().__init__(config)
         self.num_features = config.hidden_size
         self.embeddings = SwinEmbeddings(config)
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()  # stochastic depth decay rule
+        total = sum(config.depths)  # stochastic depth grows linearly with depth (the official decay rule)
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         starts = [sum(config.depths[:i]) for i in range(config.num_layers)]
         self.stages = nn.ModuleList(
             SwinStage(config, i, res, rates[starts[i]:starts[i] + config.depths[i]])
