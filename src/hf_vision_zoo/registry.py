@@ -25,6 +25,7 @@ class Architecture:
     official_repo: str
     license: str
     tiny_config: dict[str, Any] = field(default_factory=dict)  # small, fast settings for the common tests
+    display_name: str = ""  # short name for tables, e.g. "Swin Transformer"
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,26 @@ def model_table() -> str:
         side = size.get("height", size.get("shortest_edge", ""))
         top1 = f"{variant.top1:.1f}" if variant.top1 else "-"
         params = _count_parameters(name)
-        rows.append(f"| `{name}` | [{arch.paper}]({arch.paper_url}) | {variant.dataset} | {top1} | "
+        rows.append(f"| `{name}` | [{arch.display_name or arch.name}]({arch.paper_url}) | {variant.dataset} | {top1} | "
                     f"{params / 1e6:.1f}M | {side} | {arch.license} |")
     return "\n".join(rows)
+
+
+def update_readme_table(readme_path) -> bool:
+    """Rewrite the table between `<!-- models:start -->` and `<!-- models:end -->`; returns True if it changed."""
+    from pathlib import Path
+
+    path = Path(readme_path)
+    text = path.read_text()
+    start, end = "<!-- models:start -->", "<!-- models:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{model_table()}\n{end}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text
 
 
 def _count_parameters(name: str) -> int:

@@ -15,6 +15,7 @@ register_architecture(Architecture(
     paper_url="https://arxiv.org/abs/2103.14030",
     official_repo="https://github.com/microsoft/Swin-Transformer",
     license="mit",
+    display_name="Swin Transformer",
     tiny_config=dict(image_size=32, patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=4,
                      num_labels=5, drop_path_rate=0.0),
 ))

@@ -75,9 +75,19 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
         for name in ("patch_size", "window_size", "embed_dim", "num_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        if isinstance(self.image_size, list) and len(self.image_size) != 2:
+            raise ValueError(f"image_size must be an int or [height, width], got {self.image_size}")
         height, width = self.image_size_2d
         if height < self.patch_size or width < self.patch_size:
             raise ValueError(f"image_size {self.image_size} is smaller than one patch ({self.patch_size})")
+        grid = (height // self.patch_size, width // self.patch_size)
+        if self.window_size > min(grid):
+            raise ValueError(
+                f"window_size {self.window_size} is larger than the {grid[0]}x{grid[1]} patch grid of the first "
+                f"stage (image_size {self.image_size}, patch_size {self.patch_size}); use a window of at most "
+                f"{min(grid)} or a larger image_size. (Later, smaller stages are clamped to one window, as in the "
+                f"official code.)"
+            )
         for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
