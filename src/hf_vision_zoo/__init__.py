@@ -20,6 +20,7 @@ from .registry import (
     get_variant,
     list_architectures,
     list_models,
+    load_backbone,
     register_with_transformers,
 )
 
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 register_with_transformers()
 
 __all__ = [
-    "create_image_processor", "create_model", "get_config", "get_variant", "list_architectures", "list_models",
+    "create_image_processor", "create_model", "get_config", "get_variant", "list_architectures", "list_models", "load_backbone",
     "SwinConfig", "SwinModel", "SwinForImageClassification", "SwinBackbone", "SwinImageProcessor",
     "SwinImageProcessorPil",
 ]

@@ -130,6 +130,24 @@ def create_image_processor(name: str, backend: str = "torchvision", **overrides)
     return arch.image_processor_classes[backend](**{**settings, **overrides})
 
 
+def load_backbone(pretrained_model_name_or_path, **kwargs):
+    """`AutoBackbone.from_pretrained` that also works for local folders.
+
+    transformers 5.23's `AutoBackbone.from_pretrained` asks the Hub whether the path is a repo before anything else,
+    so a saved folder fails (absolute path: HFValidationError; relative or offline: a connection error). This
+    resolves the backbone class through the same Auto mapping and loads the folder (or a Hub id) with it.
+    Example: `load_backbone("swin-tiny", out_features=["stage1", "stage2", "stage3", "stage4"])`.
+    """
+    from transformers import AutoBackbone, AutoConfig
+
+    config_kwargs = {k: kwargs.pop(k) for k in ("out_features", "out_indices") if k in kwargs}
+    config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
+    mapping = AutoBackbone._model_mapping
+    if type(config) not in mapping:
+        raise ValueError(f"{type(config).__name__} ({config.model_type}) has no backbone class")
+    return mapping[type(config)].from_pretrained(pretrained_model_name_or_path, config=config, **kwargs)
+
+
 def _architecture_of(name: str) -> Architecture:
     if name in _VARIANTS:
         return _ARCHITECTURES[_VARIANTS[name].architecture]

@@ -135,3 +135,18 @@ def test_dropout_and_drop_path_are_active_only_in_training():
         train_a, train_b = model(pixels).logits, model(pixels).logits
     torch.testing.assert_close(eval_a, eval_b)
     assert not torch.allclose(train_a, train_b)
+
+
+def test_load_backbone_from_a_local_folder(tmp_path):
+    """transformers 5.23's AutoBackbone.from_pretrained fails on local folders; the zoo's load_backbone does not."""
+    model = _tiny()
+    model.save_pretrained(tmp_path)
+    backbone = hf_vision_zoo.load_backbone(str(tmp_path), out_features=["stem", "stage2"])
+    assert isinstance(backbone, hf_vision_zoo.SwinBackbone)
+    torch.testing.assert_close(backbone.swin.embeddings.patch_embed.proj.weight,
+                               model.swin.embeddings.patch_embed.proj.weight)
+    with torch.no_grad():
+        maps = backbone(torch.randn(2, 3, 32, 32)).feature_maps
+    assert [tuple(m.shape) for m in maps] == [(2, 16, 16, 16), (2, 32, 8, 8)]
+    with pytest.raises(ValueError, match="out_features"):
+        hf_vision_zoo.load_backbone(str(tmp_path), out_features=["stage9"])
