@@ -6,6 +6,8 @@ from torch import nn
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
     """Zero whole samples of a residual branch with probability `drop_prob`, rescaling survivors by 1/(1-p)."""
+    if not 0.0 <= drop_prob < 1.0:  # p = 1 would rescale by 1/0 and turn every sample into NaN
+        raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
     if drop_prob == 0.0 or not training:
         return x
     keep_prob = 1.0 - drop_prob
