@@ -1,0 +1,789 @@
+"""The accelerate training loop for every registered image-classification model, and evaluation of saved models.
+
+`train(TrainingArguments)` builds the model (`create_model(name, task="image-classification", num_labels=...,
+id2label=..., **overrides)` or `from_pretrained(folder)`), the data (`data.py`), AdamW with optional layer-wise LR
+decay and a warm-up + cosine schedule (`optim.py`), and runs it under `accelerate` on one or several processes (CPU
+DDP: `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...`). Metrics are our own
+`evaluate.Metric`s (`metrics.py`).
+
+Files. The final model goes to `output_dir` (config.json, model.safetensors, preprocessor_config.json, README.md model
+card, all_results.json, training_args.json, log.jsonl, metrics.csv), written into a temporary sibling and renamed only
+when complete: a failed run leaves no `output_dir`. While training, `run_dir` (default `<output_dir>-run`) holds
+`checkpoints/step_<N>/` (each written to a temporary name and renamed when complete), `log.jsonl` and `metrics.csv`
+(one row per epoch), and TensorBoard events when TensorBoard is installed.
+
+Exact resume. A checkpoint is `accelerator.save_state` (model, optimizer, the LR scheduler, RNG states) plus
+`trainer_state.json` (epoch, optimizer step, batches done in the epoch, metric history). The rest is made a pure
+function of the seed, so nothing else needs saving: the data order of epoch e is a permutation seeded by (seed, e)
+(`EpochShuffleSampler`, sharded across processes by accelerate); the augmentation of sample i in epoch e is seeded
+by (seed, e, i) (`TrainTransform`); the global torch RNG (dropout, drop-path) and mixup/cutmix are reseeded before
+every micro-batch from (seed, micro-batch number, process index). Resuming skips the batches already done with
+`accelerator.skip_first_batches`, so an interrupted then resumed run ends with the same weights as an uninterrupted
+one (tested). Resuming checks that the run-defining settings (model, data, batch sizes, processes, seed) match.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .arguments import EvaluationArguments, TrainingArguments, parse_into
+from .data import (
+    ClassificationData,
+    DataError,
+    EpochShuffleSampler,
+    EvalTransform,
+    Preprocessing,
+    TrainTransform,
+    TransformedDataset,
+    collate,
+    fit_image_processor,
+    load_classification_dataset,
+    mix_batch,
+    sample_seed,
+)
+from .metrics import classification_metrics
+from .optim import cosine_schedule, param_groups
+
+logger = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+CHECKPOINTS = "checkpoints"
+# Settings a checkpoint must agree on to be resumed (anything else may change, with a warning).
+RUN_DEFINING = ("model", "pretrained", "model_overrides", "dataset", "dataset_config", "max_train_samples",
+                "batch_size", "gradient_accumulation_steps", "seed", "num_processes", "num_labels")
+CSV_FIELDS = ("epoch", "step", "lr", "train_loss", "eval_loss", "top1_accuracy", "top5_accuracy",
+              "mean_per_class_accuracy", "epoch_seconds", "train_seconds")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or continue: bad settings, unusable checkpoint, labels that don't fit the model."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path | None  # None when the run was stopped early (--stop-after-steps)
+    run_dir: Path
+    metrics: dict[str, Any]
+    global_step: int
+    epochs_completed: int
+    train_seconds: float
+    history: list[dict] = field(default_factory=list)
+    stopped: bool = False
+
+
+# ------------------------------------------------------------------------------------------------- model set-up
+def build_model_and_processor(args: TrainingArguments, data: ClassificationData):
+    """The model to train (new from the registry, or a saved folder) and its image processor fitted to its input
+    size. Labels that don't fit a pretrained checkpoint are an error unless `ignore_mismatched_sizes`."""
+    import hf_vision_zoo
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    overrides = args.overrides()
+    labels = {"num_labels": data.num_labels, "id2label": data.id2label, "label2id": data.label2id}
+    if (args.model is None) == (args.pretrained is None):
+        raise TrainingError("give exactly one of --model (a registry name) or --pretrained (a saved model folder)")
+    if args.model is not None:
+        for key in labels:
+            if key in overrides:
+                raise TrainingError(f"--model-overrides must not set {key}; it comes from the dataset's classes")
+        try:
+            model = hf_vision_zoo.create_model(args.model, task="image-classification", **labels, **overrides)
+        except (KeyError, TypeError, ValueError, StrictDataclassError) as err:
+            raise TrainingError(f"cannot build model {args.model!r} with overrides {overrides}: {err}") from err
+        processor = hf_vision_zoo.create_image_processor(args.model)
+    else:
+        folder = Path(args.pretrained)
+        if not (folder / "config.json").is_file():
+            raise TrainingError(f"--pretrained {folder} is not a saved model folder (no config.json)")
+        config = AutoConfig.from_pretrained(str(folder))
+        if config.num_labels != data.num_labels and not args.ignore_mismatched_sizes:
+            raise TrainingError(
+                f"The checkpoint {folder} has num_labels={config.num_labels} "
+                f"({_label_preview(config.id2label)}) but the dataset {data.name} has {data.num_labels} classes "
+                f"({_label_preview(data.id2label)}). Pass --ignore-mismatched-sizes to re-initialise the classifier "
+                f"for the dataset's classes."
+            )
+        if config.num_labels == data.num_labels and _names(config.id2label) != data.class_names:
+            if not _default_names(config.id2label):
+                warnings.warn(f"The checkpoint's class names {_label_preview(config.id2label)} differ from the "
+                              f"dataset's {_label_preview(data.id2label)}; training with the dataset's names",
+                              stacklevel=2)
+        try:
+            model = AutoModelForImageClassification.from_pretrained(
+                str(folder), ignore_mismatched_sizes=args.ignore_mismatched_sizes, **labels, **overrides)
+        except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as err:
+            raise TrainingError(f"could not load the model in {folder}: {err}") from err
+        try:
+            processor = AutoImageProcessor.from_pretrained(str(folder))
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"could not load the image processor of {folder} "
+                                f"(preprocessor_config.json): {err}") from err
+    image_size = getattr(model.config, "image_size", None)
+    if image_size is not None:
+        processor = fit_image_processor(processor, image_size, args.crop_pct)
+    num_channels = getattr(model.config, "num_channels", 3)
+    if num_channels == 1:  # the saved processor must produce single-channel input for this model
+        prep = Preprocessing.from_image_processor(processor, 1)
+        processor.image_mean, processor.image_std, processor.do_convert_rgb = prep.mean, prep.std, False
+    return model, processor
+
+
+def _names(id2label) -> list[str]:
+    return [id2label[k] for k in sorted(id2label, key=int)] if id2label else []
+
+
+def _default_names(id2label) -> bool:
+    return all(str(v) == f"LABEL_{k}" for k, v in (id2label or {}).items())
+
+
+def _label_preview(id2label) -> str:
+    names = _names(id2label)
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+# ------------------------------------------------------------------------------------------------- checkpoints
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def resolve_checkpoint(resume: str, run_dir: Path) -> Path:
+    """The checkpoint folder `--resume` names ('latest' = newest in RUN_DIR/checkpoints), checked for completeness."""
+    if resume == "latest":
+        found = checkpoint_dirs(run_dir)
+        if not found:
+            raise TrainingError(f"--resume latest: no checkpoint in {Path(run_dir) / CHECKPOINTS}")
+        path = found[-1]
+    else:
+        path = Path(resume)
+    if not path.exists():
+        raise TrainingError(f"--resume {resume}: checkpoint {path} does not exist")
+    if not path.is_dir():
+        raise TrainingError(f"--resume {resume}: {path} is not a checkpoint folder")
+    missing = [name for name in (TRAINER_STATE, "optimizer.bin") if not (path / name).is_file()]
+    if not any((path / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+        missing.append("model.safetensors")
+    if missing:
+        raise TrainingError(f"--resume {resume}: {path} is not a complete checkpoint (missing {', '.join(missing)})")
+    return path
+
+
+def read_trainer_state(path: Path) -> dict:
+    try:
+        state = json.loads((path / TRAINER_STATE).read_text())
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"checkpoint {path} is corrupt: cannot read {TRAINER_STATE}: {err}") from err
+    needed = ("epoch", "global_step", "batches_in_epoch", "run", "history")
+    if not isinstance(state, dict) or any(k not in state for k in needed):
+        raise TrainingError(f"checkpoint {path} is corrupt: {TRAINER_STATE} lacks {needed}")
+    return state
+
+
+def save_checkpoint(accelerator, run_dir: Path, state: dict, keep: int) -> Path:
+    """`accelerator.save_state` into a temporary folder, add trainer_state.json, rename (all processes call it)."""
+    root = Path(run_dir) / CHECKPOINTS
+    final = root / f"step_{state['global_step']:08d}"
+    tmp = root / f".tmp-step_{state['global_step']:08d}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if keep > 0:
+            for old in checkpoint_dirs(run_dir)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(model, dataloader, accelerator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels over a dataloader (gathered over processes, duplicates from even batching removed).
+
+    Always in fp32, also in a bf16 run (accelerate's autocast wrapper is bypassed), so the metrics a run reports
+    are those of the saved model as `from_pretrained` + `pipeline` use it."""
+    model.eval()
+    forward = model
+    if accelerator is not None:
+        module = accelerator.unwrap_model(model)
+        forward = getattr(module, "_original_forward", None) or module
+    all_logits, all_labels = [], []
+    for batch in dataloader:
+        logits = forward(pixel_values=batch["pixel_values"]).logits.float()
+        labels = batch["labels"]
+        if accelerator is not None:
+            logits, labels = accelerator.gather_for_metrics((logits.contiguous(), labels))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    if not all_logits:
+        raise DataError("the evaluation split is empty")
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
+    """top-1 / top-5 / per-class accuracy (our evaluate.Metric classes) plus the mean cross-entropy."""
+    result = classification_metrics(logits.numpy(), labels.numpy(), class_names=class_names)
+    result["eval_loss"] = float(F.cross_entropy(logits, labels).item())
+    result["num_samples"] = int(labels.numel())
+    return result
+
+
+# ------------------------------------------------------------------------------------------------- training
+def train(args: TrainingArguments) -> TrainResult:
+    """Train an image classifier as described by `args` (see `TrainingArguments` / `--help`)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+    started = time.time()
+    _validate(args)
+    output_dir = Path(args.output_dir)
+    run_dir = Path(args.run_dir) if args.run_dir else output_dir.with_name(output_dir.name + "-run")
+    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite_output_dir:
+        raise TrainingError(f"{output_dir} already holds a model; pass --overwrite-output-dir to replace it, or "
+                            f"choose another --output-dir")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+
+    log_with = _tracker(args.report_to)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=log_with,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tensorboard")),
+        dataloader_config=DataLoaderConfiguration(even_batches=True),
+    )
+    is_main = accelerator.is_main_process
+    resume_path = resolve_checkpoint(args.resume, run_dir) if args.resume else None
+    resume_state = read_trainer_state(resume_path) if resume_path else None
+
+    # data and model (identical on every process: the model is initialised from the same seed)
+    with accelerator.main_process_first():
+        data = load_classification_dataset(
+            args.dataset, config=args.dataset_config, image_column=args.image_column, label_column=args.label_column,
+            eval_split=args.eval_split, validation_split=args.validation_split, seed=args.seed,
+            max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
+            verify_images=args.verify_images)
+    set_seed(args.seed)
+    model, processor = build_model_and_processor(args, data)
+    num_channels = getattr(model.config, "num_channels", 3)
+    prep = Preprocessing.from_image_processor(processor, num_channels)
+    train_set = TransformedDataset(
+        data.train, TrainTransform(prep, scale=tuple(args.rrc_scale), ratio=tuple(args.rrc_ratio), hflip=args.hflip,
+                                   augment=args.augment, seed=args.seed),
+        data.image_column, data.label_column, train=True)
+    eval_set = TransformedDataset(data.eval, EvalTransform(processor, num_channels), data.image_column,
+                                  data.label_column)
+    sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
+    loader_kwargs = {"collate_fn": collate, "num_workers": args.num_workers}
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                                               **loader_kwargs)
+    eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.eval_batch_size, shuffle=False,
+                                              **loader_kwargs)
+
+    groups = param_groups(model, args.learning_rate, args.weight_decay, args.layer_decay)
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=tuple(args.adam_betas))
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+
+    batches_per_epoch = len(train_loader)
+    if batches_per_epoch == 0:
+        raise TrainingError("the training split gives no batches")
+    steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
+    total_steps = args.max_steps or args.epochs * steps_per_epoch
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup = args.warmup_steps if args.warmup_steps is not None else round(args.warmup_ratio * total_steps)
+    scheduler = cosine_schedule(optimizer, total_steps, warmup, min_lr_ratio=args.min_lr / args.learning_rate)
+    accelerator.register_for_checkpointing(scheduler)
+
+    run_info = {
+        "model": args.model, "pretrained": args.pretrained, "model_overrides": args.overrides(),
+        "dataset": args.dataset, "dataset_config": args.dataset_config, "max_train_samples": args.max_train_samples,
+        "batch_size": args.batch_size, "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "seed": args.seed, "num_processes": accelerator.num_processes, "num_labels": data.num_labels,
+        "epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+        "total_steps": total_steps,
+    }
+    epoch, global_step, batches_done, history, train_seconds = 0, 0, 0, [], 0.0
+    resumed_loss_totals = [0.0, 0.0]
+    if resume_state is not None:
+        _check_resumable(resume_state["run"], run_info, resume_path)
+        try:
+            accelerator.load_state(str(resume_path))
+        except Exception as err:  # noqa: BLE001  (safetensors, pickle, shape errors ...)
+            raise TrainingError(f"checkpoint {resume_path} is corrupt or does not fit this model: "
+                                f"{type(err).__name__}: {err}") from err
+        epoch, global_step = int(resume_state["epoch"]), int(resume_state["global_step"])
+        batches_done, history = int(resume_state["batches_in_epoch"]), list(resume_state["history"])
+        train_seconds = float(resume_state.get("train_seconds", 0.0))
+        if batches_done and accelerator.is_main_process:  # the epoch's loss so far, summed over processes
+            resumed_loss_totals = [float(v) for v in resume_state.get("epoch_loss_totals", [0.0, 0.0])]
+        if is_main:
+            print(f"Resumed from {resume_path}: epoch {epoch}, step {global_step}/{total_steps}, "
+                  f"{batches_done} batches into the epoch", flush=True)
+
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _rewrite_logs(run_dir, history)
+        (run_dir / "training_args.json").write_text(json.dumps(dataclasses.asdict(args), indent=1))
+    if log_with:
+        accelerator.init_trackers("train", config=_flat_config(args))
+
+    rank = accelerator.process_index
+    seen_rows: dict[int, list[int]] = {}
+    progress = _progress_bar(args, is_main, total_steps, global_step)
+    stopped = False
+    running_loss, running_count = 0.0, 0
+
+    def state_dict(epoch_: int, batches: int, loss_totals: list[float]) -> dict:
+        return {"epoch": epoch_, "global_step": global_step, "batches_in_epoch": batches, "run": run_info,
+                "history": history, "train_seconds": train_seconds, "total_steps": total_steps,
+                "epoch_loss_totals": loss_totals}
+
+    while epoch < num_epochs and global_step < total_steps and not stopped:
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
+        loader.set_epoch(epoch)
+        model.train()
+        epoch_start = segment_start = time.time()
+        loss_sum, loss_count = torch.tensor(resumed_loss_totals[0], dtype=torch.float64), resumed_loss_totals[1]
+        resumed_loss_totals = [0.0, 0.0]
+        for batch in loader:
+            step_seed = sample_seed(args.seed, epoch * batches_per_epoch + batches_done, 1_000_003 + rank)
+            torch.manual_seed(step_seed)
+            generator = torch.Generator().manual_seed(step_seed)
+            if args.rank_report:
+                seen_rows.setdefault(epoch, []).extend(batch["index"].tolist())
+            with accelerator.accumulate(model):
+                pixels, targets = mix_batch(
+                    batch["pixel_values"], batch["labels"], data.num_labels, mixup_alpha=args.mixup,
+                    cutmix_alpha=args.cutmix, prob=args.mix_prob, switch_prob=args.mix_switch_prob,
+                    label_smoothing=args.label_smoothing, generator=generator)
+                logits = model(pixel_values=pixels).logits.float()
+                loss = F.cross_entropy(logits, targets.to(logits.device))
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"the loss became {loss.item()} at step {global_step} (epoch {epoch}); "
+                                        f"lower --learning-rate or use --max-grad-norm")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            batches_done += 1
+            loss_sum += loss.detach().double() * batch["labels"].shape[0]
+            loss_count += batch["labels"].shape[0]
+            running_loss += loss.item()
+            running_count += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            global_step += 1
+            if progress is not None:
+                progress.update(1)
+                if global_step % max(1, args.log_every) == 0:
+                    progress.set_postfix(loss=f"{running_loss / max(1, running_count):.4f}",
+                                         lr=f"{scheduler.get_last_lr()[0]:.2e}", epoch=epoch, refresh=False)
+                    running_loss, running_count = 0.0, 0
+            if args.checkpoint_every and global_step % args.checkpoint_every == 0 and global_step < total_steps:
+                train_seconds += time.time() - segment_start
+                totals = accelerator.reduce(torch.tensor([float(loss_sum), float(loss_count)],
+                                                         dtype=torch.float64), reduction="sum")
+                save_checkpoint(accelerator, run_dir, state_dict(epoch, batches_done, totals.tolist()),
+                                args.keep_checkpoints)
+                segment_start = time.time()
+            if args.stop_after_steps is not None and global_step >= args.stop_after_steps:
+                stopped = True
+                break
+            if global_step >= total_steps:
+                break
+        if stopped:
+            break
+        train_seconds += time.time() - segment_start
+        epoch_time = time.time() - epoch_start
+        # epoch end: train loss over all processes, evaluation, logs, checkpoint
+        totals = accelerator.reduce(torch.tensor([float(loss_sum), float(loss_count)], dtype=torch.float64),
+                                    reduction="sum")
+        record = {"epoch": epoch + 1, "step": global_step, "lr": scheduler.get_last_lr()[0],
+                  "train_loss": float(totals[0] / max(1.0, float(totals[1]))), "epoch_seconds": epoch_time,
+                  "train_seconds": train_seconds}
+        last_epoch = epoch + 1 >= num_epochs or global_step >= total_steps
+        if last_epoch or (args.eval_every > 0 and (epoch + 1) % args.eval_every == 0):
+            logits, labels = predict(model, eval_loader, accelerator)
+            measured = score(logits, labels, data.class_names)
+            record.update({k: measured[k] for k in ("eval_loss", "top1_accuracy", "top5_accuracy",
+                                                    "mean_per_class_accuracy")})
+            record["per_class_accuracy"] = {k: (None if math.isnan(v) else v)
+                                            for k, v in measured["per_class_accuracy_by_name"].items()}
+        history.append(record)
+        if is_main:
+            _append_logs(run_dir, record)
+            if progress is not None:
+                progress.write(_format_record(record))
+            else:
+                print(_format_record(record), flush=True)
+        if log_with:
+            accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=global_step)
+        epoch, batches_done = epoch + 1, 0
+        if args.checkpoint_each_epoch and global_step < total_steps:
+            save_checkpoint(accelerator, run_dir, state_dict(epoch, 0, [0.0, 0.0]), args.keep_checkpoints)
+
+    if progress is not None:
+        progress.close()
+    unwrapped = accelerator.unwrap_model(model)
+    if args.rank_report:
+        _write_rank_report(run_dir, rank, accelerator.num_processes, seen_rows, unwrapped, global_step)
+    if log_with:
+        accelerator.end_training()
+    if stopped:
+        accelerator.wait_for_everyone()
+        return TrainResult(output_dir=None, run_dir=run_dir, metrics={}, global_step=global_step,
+                           epochs_completed=epoch, train_seconds=train_seconds, history=history, stopped=True)
+
+    final = next((h for h in reversed(history) if "top1_accuracy" in h), None)
+    if final is None:  # e.g. resumed from the very last checkpoint: evaluate now
+        logits, labels = predict(model, eval_loader, accelerator)
+        final = score(logits, labels, data.class_names)
+    metrics = {k: final[k] for k in ("top1_accuracy", "top5_accuracy", "mean_per_class_accuracy", "eval_loss")}
+    per_class = final.get("per_class_accuracy_by_name") or final.get("per_class_accuracy")
+    # classes absent from the eval split have no accuracy (NaN): null in the JSON, left out of the card
+    per_class = {name: (None if value is None or math.isnan(value) else value) for name, value in per_class.items()}
+    results = {**metrics, "per_class_accuracy": per_class, "epochs": epoch, "global_step": global_step,
+               "train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1),
+               "num_processes": accelerator.num_processes, "train_samples": len(data.train),
+               "eval_samples": len(data.eval), "eval_split": data.eval_split, "dataset": data.name}
+    accelerator.wait_for_everyone()
+    if is_main:
+        card_args = _card_training_args(args, data, accelerator.num_processes, total_steps, train_seconds)
+        save_final_model(output_dir, unwrapped, processor, run_dir=run_dir, results=results, args=args,
+                         card=(data.name, {**metrics, "per_class_accuracy": {
+                             k: v for k, v in per_class.items() if v is not None}}, card_args)
+                         if args.model_card else None,
+                         overwrite=args.overwrite_output_dir)
+        print(f"Saved the model to {output_dir} (top-1 {metrics['top1_accuracy']:.4f} on {len(data.eval)} "
+              f"{data.eval_split} images, {train_seconds:.0f}s of training)", flush=True)
+    accelerator.wait_for_everyone()
+    return TrainResult(output_dir=output_dir, run_dir=run_dir, metrics=results, global_step=global_step,
+                       epochs_completed=epoch, train_seconds=train_seconds, history=history)
+
+
+def save_final_model(output_dir: Path, model, processor, *, run_dir: Path, results: dict, args: TrainingArguments,
+                     card: tuple[str, dict, dict] | None, overwrite: bool = False) -> Path:
+    """Write model (safetensors), image processor, results, logs and the model card to a temporary sibling of
+    `output_dir`, then rename it; on any failure the temporary folder is removed and `output_dir` is untouched."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # `.NAME.tmp-XXXX/NAME`: the folder being written already has its final name (the model card uses it)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    tmp = staging / output_dir.name
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.mkdir(mode=0o777 & ~umask)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        processor.save_pretrained(str(tmp))
+        (tmp / "all_results.json").write_text(json.dumps(results, indent=1))
+        (tmp / "training_args.json").write_text(json.dumps(dataclasses.asdict(args), indent=1))
+        for name in ("log.jsonl", "metrics.csv"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, tmp / name)
+        if card is not None:
+            from .. import hub
+
+            dataset_name, card_metrics, card_args = card
+            variant = args.model if args.model and _is_variant(args.model) else None
+            hub.write_model_card(tmp, dataset_name=dataset_name, metrics=card_metrics, training_args=card_args,
+                                 variant=variant)
+        if output_dir.exists():
+            if not overwrite:
+                raise TrainingError(f"{output_dir} appeared while training; not replacing it")
+            shutil.rmtree(output_dir)
+        os.replace(tmp, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def _is_variant(name: str) -> bool:
+    import hf_vision_zoo
+
+    return name in hf_vision_zoo.list_models()
+
+
+def _card_training_args(args: TrainingArguments, data: ClassificationData, processes: int, total_steps: int,
+                        train_seconds: float) -> dict:
+    card = {
+        "model": args.model or args.pretrained,
+        "config_overrides": args.overrides() or None,
+        "train_images": len(data.train),
+        "eval_split": data.eval_split,
+        "eval_images": len(data.eval),
+        "epochs": args.epochs,
+        "optimizer_steps": total_steps,
+        "global_batch_size": args.batch_size * processes * args.gradient_accumulation_steps,
+        "processes": processes,
+        "optimizer": f"AdamW (betas {tuple(args.adam_betas)}, weight decay {args.weight_decay})",
+        "learning_rate": args.learning_rate,
+        "schedule": f"linear warm-up ({args.warmup_steps if args.warmup_steps is not None else args.warmup_ratio}"
+                    f"{' steps' if args.warmup_steps is not None else ' of steps'}), cosine to {args.min_lr}",
+        "layer_decay": args.layer_decay,
+        "augmentation": (f"random-resized-crop scale {tuple(args.rrc_scale)}, hflip {args.hflip}"
+                         if args.augment else "none"),
+        "mixup / cutmix": f"{args.mixup} / {args.cutmix}",
+        "label_smoothing": args.label_smoothing,
+        "gradient_clipping": args.max_grad_norm or None,
+        "mixed_precision": args.mixed_precision or "no",
+        "seed": args.seed,
+        "train_time": f"{train_seconds:.0f} s",
+    }
+    if args.pretrained:
+        card["base_model"] = args.pretrained
+    return {k: v for k, v in card.items() if v is not None}
+
+
+def _validate(args: TrainingArguments) -> None:
+    if not args.output_dir:
+        raise TrainingError("--output-dir is required")
+    checks = [
+        (args.epochs >= 1 or args.max_steps, f"--epochs must be >= 1, got {args.epochs}"),
+        (args.max_steps is None or args.max_steps >= 1, f"--max-steps must be >= 1, got {args.max_steps}"),
+        (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (args.eval_batch_size >= 1, f"--eval-batch-size must be >= 1, got {args.eval_batch_size}"),
+        (args.gradient_accumulation_steps >= 1, "--gradient-accumulation-steps must be >= 1"),
+        (args.learning_rate > 0, f"--learning-rate must be > 0, got {args.learning_rate}"),
+        (0 <= args.min_lr <= args.learning_rate, "--min-lr must be in [0, --learning-rate]"),
+        (args.max_grad_norm >= 0, "--max-grad-norm must be >= 0"),
+        (0 <= args.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (args.mixup >= 0 and args.cutmix >= 0, "--mixup and --cutmix alphas must be >= 0"),
+        (0 <= args.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
+        (args.num_workers >= 0, "--num-workers must be >= 0"),
+        (args.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise TrainingError(message)
+
+
+def _check_resumable(saved: dict, current: dict, path: Path) -> None:
+    different = {k: (saved.get(k), current.get(k)) for k in RUN_DEFINING if saved.get(k) != current.get(k)}
+    if different:
+        details = "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
+        raise TrainingError(f"checkpoint {path} belongs to a different run ({details}); resume with the same "
+                            f"settings or start a new --run-dir")
+    changed = [k for k in ("epochs", "max_steps", "learning_rate", "total_steps") if saved.get(k) != current.get(k)]
+    if changed:
+        warnings.warn(f"resuming {path} with changed {', '.join(changed)}: the run will not match an "
+                      f"uninterrupted one", stacklevel=3)
+
+
+def _tracker(report_to: str):
+    if report_to == "none":
+        return None
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        if report_to == "tensorboard":
+            raise TrainingError("--report-to tensorboard needs the tensorboard package (pip install tensorboard)")
+        return None
+    return "tensorboard"
+
+
+def _progress_bar(args, is_main: bool, total: int, initial: int):
+    if not (args.progress and is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    interactive = sys.stderr.isatty()  # redrawn 10x a second on a terminal, every 30 s into a log file
+    return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True, file=sys.stderr,
+                mininterval=0.1 if interactive else 30.0)
+
+
+def _format_record(record: dict) -> str:
+    parts = [f"epoch {record['epoch']}", f"step {record['step']}", f"train_loss {record['train_loss']:.4f}"]
+    if "top1_accuracy" in record:
+        parts += [f"eval_loss {record['eval_loss']:.4f}", f"top1 {record['top1_accuracy']:.4f}",
+                  f"top5 {record['top5_accuracy']:.4f}"]
+    parts.append(f"{record['epoch_seconds']:.0f}s")
+    return " | ".join(parts)
+
+
+def _append_logs(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    new = not (run_dir / "metrics.csv").exists()
+    with open(run_dir / "metrics.csv", "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: record.get(k, "") for k in CSV_FIELDS})
+
+
+def _rewrite_logs(run_dir: Path, history: list[dict]) -> None:
+    """Start the logs afresh from the checkpoint's history (drops lines an interrupted run wrote after it)."""
+    for name in ("log.jsonl", "metrics.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    for record in history:
+        _append_logs(run_dir, record)
+
+
+def _flat_config(args: TrainingArguments) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v))
+            for k, v in dataclasses.asdict(args).items() if v is not None}
+
+
+def weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_rank_report(run_dir: Path, rank: int, world: int, rows: dict, model, step: int) -> None:
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    report = {"process_index": rank, "num_processes": world, "global_step": step,
+              "rows_per_epoch": {str(k): v for k, v in rows.items()}, "weights_sha256": weights_digest(model)}
+    (Path(run_dir) / f"rank_{rank}.json").write_text(json.dumps(report))
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+def evaluate_model(model_dir: str | os.PathLike, dataset: str = "fashion_mnist", *, dataset_config: str | None = None,
+                   eval_split: str | None = None, validation_split: float = 0.1, seed: int = 42,
+                   image_column: str | None = None, label_column: str | None = None,
+                   max_eval_samples: int | None = None, batch_size: int = 256,
+                   verify_images: bool = True) -> dict[str, Any]:
+    """Evaluate a saved model folder on a dataset's eval split: top-1, top-5, per-class accuracy and loss."""
+    import hf_vision_zoo  # noqa: F401  (registers the zoo's Auto classes)
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise TrainingError(f"{folder} is not a saved model folder (no config.json)")
+    data = load_classification_dataset(dataset, config=dataset_config, image_column=image_column,
+                                       label_column=label_column, eval_split=eval_split,
+                                       validation_split=validation_split, seed=seed, max_train_samples=None,
+                                       max_eval_samples=max_eval_samples, verify_images=verify_images)
+    config = AutoConfig.from_pretrained(str(folder))
+    if config.num_labels != data.num_labels:
+        raise TrainingError(f"The model in {folder} has num_labels={config.num_labels} "
+                            f"({_label_preview(config.id2label)}) but {data.name} has {data.num_labels} classes "
+                            f"({_label_preview(data.id2label)})")
+    if _names(config.id2label) != data.class_names and not _default_names(config.id2label):
+        warnings.warn(f"The model's class names ({_label_preview(config.id2label)}) differ from the dataset's "
+                      f"({_label_preview(data.id2label)}); scoring by class index", stacklevel=2)
+    try:
+        model = AutoModelForImageClassification.from_pretrained(str(folder))
+        processor = AutoImageProcessor.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"could not load the model/image processor in {folder}: {err}") from err
+    eval_set = TransformedDataset(data.eval, EvalTransform(processor, getattr(config, "num_channels", 3)),
+                                  data.image_column, data.label_column)
+    loader = torch.utils.data.DataLoader(eval_set, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    logits, labels = predict(model, loader)
+    result = score(logits, labels, data.class_names)
+    result.update({"dataset": data.name, "eval_split": data.eval_split, "model_dir": str(folder)})
+    return result
+
+
+def _json_safe(value):
+    """NaN (a class with no eval images) -> null, recursively."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def format_metrics(result: dict) -> str:
+    lines = [f"{result.get('model_dir', 'model')} on {result.get('dataset')} ({result.get('eval_split')}, "
+             f"{result['num_samples']} images)",
+             f"  top-1 accuracy  {result['top1_accuracy']:.4f}",
+             f"  top-5 accuracy  {result['top5_accuracy']:.4f}",
+             f"  mean per-class  {result['mean_per_class_accuracy']:.4f}",
+             f"  loss            {result['eval_loss']:.4f}",
+             "  per class:"]
+    by_name = result.get("per_class_accuracy_by_name") or {}
+    counts = result.get("per_class_count") or []
+    width = max((len(n) for n in by_name), default=5)
+    for i, (name, value) in enumerate(by_name.items()):
+        count = f"  (n={counts[i]})" if i < len(counts) else ""
+        lines.append(f"    {name:<{width}}  {value:.4f}{count}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- entry points
+TRAIN_DESCRIPTION = ("Train any registered image-classification model with accelerate (1 process, or several: "
+                     "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ... on CPU). Writes the "
+                     "final model with its model card to --output-dir; checkpoints and logs go to --run-dir.")
+EVAL_DESCRIPTION = "Evaluate a saved model folder on a dataset: top-1, top-5 and per-class accuracy."
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hf-vision-zoo train` / `examples/train_image_classification.py`: parse `argv`, train, return 0 (1 on a
+    clear error, printed to stderr)."""
+    prog = "hf-vision-zoo train" if argv is not None else Path(sys.argv[0]).name
+    args = parse_into(TrainingArguments, argv, prog=prog, description=TRAIN_DESCRIPTION)
+    try:
+        result = train(args)
+    except (TrainingError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if result.stopped:
+        print(f"Stopped after {result.global_step} steps (--stop-after-steps); resume with --resume latest",
+              flush=True)
+    return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """`hf-vision-zoo evaluate DIR`: print top-1 / top-5 / per-class accuracy (and write them with --output-json)."""
+    prog = "hf-vision-zoo evaluate" if argv is not None else Path(sys.argv[0]).name
+    args = parse_into(EvaluationArguments, argv, prog=prog, description=EVAL_DESCRIPTION)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    try:
+        result = evaluate_model(args.model_dir, args.dataset, dataset_config=args.dataset_config,
+                                eval_split=args.eval_split, validation_split=args.validation_split, seed=args.seed,
+                                image_column=args.image_column, label_column=args.label_column,
+                                max_eval_samples=args.max_eval_samples, batch_size=args.batch_size,
+                                verify_images=args.verify_images)
+    except (TrainingError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_metrics(result))
+    if args.output_json:
+        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_json).write_text(json.dumps(_json_safe(result), indent=1))
+    return 0
+
+
+__all__ = ["TrainResult", "TrainingError", "evaluate_main", "evaluate_model", "main", "predict",
+           "resolve_checkpoint", "save_checkpoint", "save_final_model", "score", "train", "weights_digest"]
