@@ -3,6 +3,8 @@
 Tensors are channels-last: feature maps are `(B, H, W, C)`, windows are `(B * num_windows, wh * ww, C)`.
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -53,3 +55,23 @@ def shifted_window_mask(height: int, width: int, window_size, shift_size, mask_v
     windows = window_partition(region, (wh, ww)).squeeze(-1)  # (nW, N)
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return torch.zeros_like(diff).masked_fill_(diff != 0, mask_value)
+
+
+@functools.lru_cache(maxsize=32)
+def window_partition_index(height: int, width: int, window_size, shift_size=0,
+                           device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token permutations that turn the cyclic shift + `window_partition` of a Swin block into one gather, and its
+    inverse (`window_reverse` + the shift back) into another.
+
+    Returns `(index, inverse)`, `(H * W,)` long tensors over the flattened map: for `x` of shape `(B, H, W, C)`,
+    `x.flatten(1, 2)[:, index]` equals `window_partition(torch.roll(x, (-sh, -sw), (1, 2)), window_size)` (as
+    `(B, nW * N, C)`), and `windows[:, inverse]` undoes it. Cached: the result only depends on the arguments.
+    """
+    wh, ww = to_2tuple(window_size)
+    sh, sw = to_2tuple(shift_size)
+    with torch.inference_mode(False):  # cached tensors must stay usable outside inference mode (e.g. in training)
+        positions = torch.arange(height * width, device=device).view(1, height, width, 1)
+        if sh or sw:
+            positions = torch.roll(positions, shifts=(-sh, -sw), dims=(1, 2))
+        index = window_partition(positions, (wh, ww)).flatten()
+        return index, torch.argsort(index)
