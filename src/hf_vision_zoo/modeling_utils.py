@@ -1,6 +1,21 @@
-"""Input checks shared by every zoo model's public `forward`."""
+"""What every zoo model shares: its PreTrainedModel base class and the input checks of its public `forward`."""
 
 import torch
+from transformers.modeling_utils import PreTrainedModel
+
+
+class ZooPreTrainedModel(PreTrainedModel):
+    """Base of every zoo `XPreTrainedModel`: image input, gradient checkpointing, switchable attention backends."""
+
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # transformers decides this by searching the modeling file's text for `ALL_ATTENTION_FUNCTIONS.get_interface(`;
+        # zoo models call it through `layers.get_attention_function` on every forward, so switching always works.
+        return True
 
 
 def check_pixel_values(pixel_values: torch.Tensor | None, num_channels: int, check_finite: bool = True) -> None:

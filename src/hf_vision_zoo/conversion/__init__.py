@@ -50,6 +50,10 @@ def convert_to_model(arch: str, state_dict: dict, config, source: str, task: str
     if task == "feature-extraction":
         prefix = model_class.base_model_prefix + "."
         converted = {k[len(prefix):]: v for k, v in converted.items() if k.startswith(prefix)}
+    elif task == "backbone":  # the backbone has its own per-stage norms and no final norm or head
+        unused = tuple(p.replace("\\", "").lstrip("^") for p in model_class._keys_to_ignore_on_load_unexpected
+                       if p.startswith("^"))
+        converted = {k: v for k, v in converted.items() if not k.startswith(unused)}
     return load_strict(model_class(config), converted).eval()
 
 

@@ -24,7 +24,6 @@ from transformers import initialization as init
 from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
-from transformers.modeling_utils import PreTrainedModel
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -41,7 +40,7 @@ from ...layers import (
     window_reverse,
 )
 from ...layers.window import window_partition_index
-from ...modeling_utils import check_pixel_values
+from ...modeling_utils import ZooPreTrainedModel, check_pixel_values
 from .configuration_swin import SwinConfig
 
 
@@ -219,12 +218,9 @@ class SwinStage(nn.Module):
         return x, features, probs
 
 
-class SwinPreTrainedModel(PreTrainedModel):
+class SwinPreTrainedModel(ZooPreTrainedModel):
     config: SwinConfig
     base_model_prefix = "swin"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    supports_gradient_checkpointing = True
     _no_split_modules = ["SwinBlock", "SwinPatchMerging"]
     _supports_sdpa = True
     _supports_flash_attn = False
@@ -232,12 +228,6 @@ class SwinPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     # Official checkpoints carry these buffers; they are rebuilt from the config instead.
     _keys_to_ignore_on_load_unexpected = [r"relative_position_index", r"attn_mask"]
-
-    @classmethod
-    def _can_set_attn_implementation(cls) -> bool:
-        # transformers decides this by grepping the modeling file for `ALL_ATTENTION_FUNCTIONS.get_interface(`; ours
-        # calls it through `layers.get_attention_function` on every forward, so `set_attn_implementation` works.
-        return True
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -299,7 +289,7 @@ class SwinEmbeddings(nn.Module):
 class SwinModel(SwinPreTrainedModel):
     """The Swin encoder: returns token features and their average (`pooler_output`)."""
 
-    def __init__(self, config: SwinConfig, add_pooling_layer: bool = True):
+    def __init__(self, config: SwinConfig, add_pooling_layer: bool = True, add_final_norm: bool = True):
         super().__init__(config)
         self.num_features = config.hidden_size
         self.embeddings = SwinEmbeddings(config)
@@ -310,7 +300,9 @@ class SwinModel(SwinPreTrainedModel):
             SwinStage(config, i, res, rates[starts[i]:starts[i] + config.depths[i]])
             for i, res in enumerate(config.stage_resolutions())
         )
-        self.layernorm = nn.LayerNorm(self.num_features, eps=config.layer_norm_eps)
+        # the backbone normalises each returned stage itself and has no use for the final norm (an unused parameter
+        # would also break DistributedDataParallel without find_unused_parameters)
+        self.layernorm = nn.LayerNorm(self.num_features, eps=config.layer_norm_eps) if add_final_norm else None
         self.add_pooling_layer = add_pooling_layer
         self.post_init()
 
@@ -334,7 +326,9 @@ class SwinModel(SwinPreTrainedModel):
             if output_attentions:
                 attentions.append(probs)
         batch, height, width, channels = x.shape
-        sequence = self.layernorm(x.reshape(batch, height * width, channels))
+        sequence = x.reshape(batch, height * width, channels)
+        if self.layernorm is not None:
+            sequence = self.layernorm(sequence)
         pooled = sequence.mean(dim=1) if self.add_pooling_layer else None
         hidden_states = reshaped = None
         if output_hidden_states:
@@ -383,10 +377,14 @@ class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
     """NCHW feature maps of the selected stages (`config.out_features`), each with its own LayerNorm, for detection
     and segmentation heads (the official repo's detection/segmentation backbone adds the same norms)."""
 
+    # a classification checkpoint's final norm and head are not part of the backbone
+    _keys_to_ignore_on_load_unexpected = SwinPreTrainedModel._keys_to_ignore_on_load_unexpected + [
+        r"^swin\.layernorm\.", r"^classifier\."]
+
     def __init__(self, config: SwinConfig):
         super().__init__(config)
         self.num_features = [config.embed_dim] + [config.embed_dim * 2**i for i in range(config.num_layers)]
-        self.swin = SwinModel(config, add_pooling_layer=False)
+        self.swin = SwinModel(config, add_pooling_layer=False, add_final_norm=False)
         self.hidden_states_norms = nn.ModuleDict(
             {stage: nn.LayerNorm(channels, eps=config.layer_norm_eps)
              for stage, channels in zip(self.out_features, self.channels)}
