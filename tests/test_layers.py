@@ -286,3 +286,29 @@ def test_to_2tuple():
     assert to_2tuple((5, 6)) == (5, 6)
     with pytest.raises(ValueError):
         to_2tuple((1, 2, 3))
+
+
+@pytest.mark.parametrize("layer_scale", [None, 1e-1])
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_transformer_block_matches_timm_block(layer_scale, implementation):
+    from timm.models.vision_transformer import Block
+    from transformers import PretrainedConfig
+
+    from hf_vision_zoo.layers import TransformerBlock
+
+    torch.manual_seed(0)
+    config = PretrainedConfig()
+    config._attn_implementation = implementation
+    ours = TransformerBlock(config, 32, 4, mlp_ratio=3.0, layer_scale_init_value=layer_scale).eval()
+    theirs = Block(32, 4, mlp_ratio=3.0, qkv_bias=True, init_values=layer_scale).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 10, 32)
+    with torch.no_grad():
+        out, probs = ours(x, output_attentions=True)
+        torch.testing.assert_close(out, theirs(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours(x)[0], out, atol=1e-5, rtol=0)
+    assert probs.shape == (2, 4, 10, 10)
+    assert ours(x)[1] is None
