@@ -35,7 +35,7 @@ def test_list_models_has_the_16_swin_variants():
 
 @pytest.mark.parametrize(("pattern", "expected"), [
     ("swin_base*", [n for n in SWIN_VARIANTS if n.startswith("swin_base")]),
-    ("*_384.*", [n for n in SWIN_VARIANTS if "_384." in n]),
+    ("swin*_384.*", [n for n in SWIN_VARIANTS if "_384." in n]),
     ("*.ms_in22k", [n for n in SWIN_VARIANTS if n.endswith(".ms_in22k")]),
     (SWIN_T, [SWIN_T]),
     ("resnet*", []),
@@ -214,7 +214,8 @@ def test_every_architecture_and_variant_has_provenance():
     for arch_name in hf_vision_zoo.list_architectures():
         arch = registry.get_architecture(arch_name)
         assert arch.paper and arch.paper_url.startswith("https://arxiv.org/abs/"), arch_name
-        assert arch.official_repo.startswith("https://github.com/"), arch_name
+        # papers without released code say so in their module docstring; the rest name their official repository
+        assert arch.official_repo == "" or arch.official_repo.startswith("https://github.com/"), arch_name
         assert arch.license and arch.license == arch.license.strip().lower(), arch_name
         assert set(arch.image_processor_classes) == {"torchvision", "pil"}, arch_name
         assert arch.tiny_config, f"{arch_name} has no tiny_config for the common tests"
@@ -223,7 +224,9 @@ def test_every_architecture_and_variant_has_provenance():
         variant = hf_vision_zoo.get_variant(name)
         assert variant.name == name and variant.architecture in hf_vision_zoo.list_architectures()
         assert variant.dataset, name
-        assert variant.checkpoint and variant.checkpoint.startswith("https://"), f"{name} has no checkpoint URL"
+        # where no weights were released the variant says so in its notes
+        assert (variant.checkpoint or "").startswith("https://") or (variant.checkpoint is None and variant.notes), (
+            f"{name} has neither a checkpoint URL nor a note on why not")
         assert variant.preprocessing, name
         assert variant.top1 is None or 50 < variant.top1 < 100
     swin = registry.get_architecture("swin")

@@ -9,7 +9,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("feature-extraction", "image-classification", "backbone")
+TASKS = ("feature-extraction", "image-classification", "backbone", "pretraining")
+# "pretraining": a self-supervised `XForPreTraining` whose forward returns `.loss` (see examples/pretrain.py)
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,11 @@ def register_with_transformers() -> None:
         AutoImageProcessor,
         AutoModel,
         AutoModelForImageClassification,
+        AutoModelForPreTraining,
     )
 
     auto_for_task = {"feature-extraction": AutoModel, "image-classification": AutoModelForImageClassification,
-                     "backbone": AutoBackbone}
+                     "backbone": AutoBackbone, "pretraining": AutoModelForPreTraining}
     for arch in _ARCHITECTURES.values():
         AutoConfig.register(arch.config_class.model_type, arch.config_class, exist_ok=True)
         for task, model_class in arch.model_classes.items():

@@ -45,8 +45,10 @@ def build_config(arch: str, state_dict: dict, source: str, variant: str | None =
 
 def convert_to_model(arch: str, state_dict: dict, config, source: str, task: str = "image-classification"):
     """Convert `state_dict` and load it strictly into a new zoo model for `task`."""
-    converted = _converter(arch).convert_state_dict(state_dict, config, source)
-    model_class = registry.get_architecture(arch).model_classes[task]
+    converter = _converter(arch)
+    converted = converter.convert_state_dict(state_dict, config, source)
+    # a converter may build heads the registry does not list (e.g. MAE's "pretraining")
+    model_class = getattr(converter, "MODEL_CLASSES", {}).get(task) or registry.get_architecture(arch).model_classes[task]
     if task == "feature-extraction":
         prefix = model_class.base_model_prefix + "."
         converted = {k[len(prefix):]: v for k, v in converted.items() if k.startswith(prefix)}
@@ -59,14 +61,19 @@ def convert_to_model(arch: str, state_dict: dict, config, source: str, task: str
 
 def convert_checkpoint(arch: str, checkpoint: str | os.PathLike, source: str, output_dir: str | os.PathLike,
                        variant: str | None = None, config_file: str | os.PathLike | None = None,
-                       overwrite: bool = False, **overrides):
+                       overwrite: bool = False, task: str | None = None, **overrides):
     """Read `checkpoint`, convert it, check zero missing/unexpected keys, and write model + image processor to
     `output_dir` (atomically). Returns the loaded model."""
     state_dict = load_state_dict_file(checkpoint)
     config = build_config(arch, state_dict, source, variant=variant, config_file=config_file, **overrides)
-    model = convert_to_model(arch, state_dict, config, source)
+    if task is None:  # by default what the checkpoint holds, if the converter can tell, else a classifier
+        default_task = getattr(_converter(arch), "default_task", None)
+        task = default_task(state_dict, source) if default_task else "image-classification"
+    model = convert_to_model(arch, state_dict, config, source, task=task)
     if variant is not None:
         processor = registry.create_image_processor(variant)
+    elif hasattr(_converter(arch), "image_processor_settings"):  # the architecture's own rule for its input size
+        processor = registry.create_image_processor(arch, **_converter(arch).image_processor_settings(config))
     else:  # no published preprocessing: crop like the 224 px models, or resize straight to another input size
         size = config.image_size_2d
         settings = {} if size == (224, 224) else {"size": {"height": size[0], "width": size[1]},

@@ -41,7 +41,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ConversionError(f"Could not read checkpoint {path} (truncated or not a state dict?): {err}") from err
     except Exception as err:  # safetensors raises its own error type on corrupt headers
         raise ConversionError(f"Could not read checkpoint {path}: {err}") from err
-    for wrapper in ("model", "state_dict", "model_state"):
+    for wrapper in ("model", "state_dict", "model_state", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

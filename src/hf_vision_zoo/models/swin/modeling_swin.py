@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
-from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
+from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -31,6 +30,7 @@ from ...layers import (
     DropPath,
     Mlp,
     PatchEmbed,
+    eager_attention_forward,
     get_attention_function,
     pad_to_window,
     relative_position_bias,
@@ -40,7 +40,7 @@ from ...layers import (
     window_reverse,
 )
 from ...layers.window import window_partition_index
-from ...modeling_utils import ZooPreTrainedModel, check_pixel_values
+from ...modeling_utils import NormedStagesBackbone, ZooPreTrainedModel, check_pixel_values, image_classifier_output
 from .configuration_swin import SwinConfig
 
 
@@ -102,6 +102,11 @@ class SwinWindowAttention(nn.Module):
         if mask.shape[0] not in (1, batch_windows):  # several images: one mask per window (SDPA's fast CPU path is 4-D)
             mask = mask.repeat(batch_windows // mask.shape[0], 1, 1, 1)
         attention = get_attention_function(self.config, output_attentions)
+        if mask.requires_grad and query.device.type == "cpu" and self.config._attn_implementation == "sdpa":
+            # PyTorch's fused CPU attention can't differentiate an additive mask (here the learned bias), so SDPA
+            # falls back to its math path, which upcasts bf16 to fp32 and adds a safe-softmax pass: the same math
+            # done eagerly is ~15% faster for a Swin-T bf16 training step (benchmarks/speed_board.py)
+            attention = eager_attention_forward
         out, probs = attention(
             self, query, key, value, mask, scaling=self.scaling,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
@@ -203,8 +208,9 @@ class SwinStage(nn.Module):
         # Images never interact inside a stage, so a large batch goes through the blocks a few whole images at a
         # time: a group's wide intermediates (q/k/v, attention masks, the 4x MLP hidden) then stay in cache instead
         # of making round trips to memory. Same result; for Swin-T at batch 8 on a 2-core CPU, ~10% faster and
-        # half the peak activation memory.
-        group = max(1, _TOKENS_PER_GROUP // (x.shape[1] * x.shape[2]))
+        # half the peak activation memory. Not when autograd records: every intermediate is kept for the backward
+        # pass anyway, and the smaller matrix products make a bf16 training step ~5% slower.
+        group = x.shape[0] if torch.is_grad_enabled() else max(1, _TOKENS_PER_GROUP // (x.shape[1] * x.shape[2]))
         features, attentions = [], []
         for images in x.split(group):
             probs = None
@@ -357,23 +363,10 @@ class SwinForImageClassification(SwinPreTrainedModel):
         outputs = self.swin(pixel_values, output_hidden_states=output_hidden_states,
                             output_attentions=output_attentions, interpolate_pos_encoding=interpolate_pos_encoding,
                             return_dict=True)  # the encoder's output is used by field, whatever config.return_dict
-        logits = self.classifier(outputs.pooler_output)
-        loss = None
-        if labels is not None:
-            if labels.shape[0] != logits.shape[0]:
-                raise ValueError(f"labels has batch size {labels.shape[0]} but pixel_values has {logits.shape[0]}")
-            if labels.dtype in (torch.int64, torch.int32) and labels.numel() and (
-                    labels.min() < 0 or labels.max() >= self.num_labels):
-                raise ValueError(
-                    f"labels must be class indices in [0, {self.num_labels}), got values in "
-                    f"[{int(labels.min())}, {int(labels.max())}]; the model has num_labels={self.num_labels}"
-                )
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
-        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                     attentions=outputs.attentions)
+        return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **kwargs)
 
 
-class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
+class SwinBackbone(NormedStagesBackbone, SwinPreTrainedModel):
     """NCHW feature maps of the selected stages (`config.out_features`), each with its own LayerNorm, for detection
     and segmentation heads (the official repo's detection/segmentation backbone adds the same norms)."""
 
@@ -385,24 +378,8 @@ class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
         super().__init__(config)
         self.num_features = [config.embed_dim] + [config.embed_dim * 2**i for i in range(config.num_layers)]
         self.swin = SwinModel(config, add_pooling_layer=False, add_final_norm=False)
-        self.hidden_states_norms = nn.ModuleDict(
-            {stage: nn.LayerNorm(channels, eps=config.layer_norm_eps)
-             for stage, channels in zip(self.out_features, self.channels)}
-        )
+        self.build_stage_norms(config.layer_norm_eps)
         self.post_init()
-
-    @can_return_tuple
-    @filter_output_hidden_states
-    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, **kwargs) -> BackboneOutput:
-        outputs = self.swin(pixel_values, output_hidden_states=True, output_attentions=output_attentions,
-                            return_dict=True)
-        feature_maps = tuple(
-            self.hidden_states_norms[stage](hidden.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-            for stage, hidden in zip(self.stage_names, outputs.reshaped_hidden_states) if stage in self.out_features
-        )
-        return BackboneOutput(feature_maps=feature_maps, hidden_states=outputs.reshaped_hidden_states,
-                              attentions=outputs.attentions)
 
 
 __all__ = ["SwinPreTrainedModel", "SwinModel", "SwinForImageClassification", "SwinBackbone"]
