@@ -1,5 +1,6 @@
 """Every architecture of the zoo; importing a model package registers it and its variants."""
 
 from . import swin  # noqa: F401
+from . import crossvit  # noqa: F401
 from . import vit  # noqa: F401
 from . import mae  # noqa: F401
