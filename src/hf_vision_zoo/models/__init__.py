@@ -4,4 +4,5 @@ from . import swin  # noqa: F401
 from . import cvt  # noqa: F401
 from . import crossvit  # noqa: F401
 from . import vit  # noqa: F401
+from . import ppma  # noqa: F401
 from . import mae  # noqa: F401
