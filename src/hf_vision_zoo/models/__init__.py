@@ -1,6 +1,7 @@
 """Every architecture of the zoo; importing a model package registers it and its variants."""
 
 from . import swin  # noqa: F401
+from . import s2aformer  # noqa: F401
 from . import cvt  # noqa: F401
 from . import crossvit  # noqa: F401
 from . import vit  # noqa: F401
