@@ -9,6 +9,10 @@ assignment by defining `get_layer_id(param_name) -> int` and `num_layers_for_dec
 
 No weight decay on biases, norm weights, any 1-D parameter, position embeddings and relative-position tables (the
 official Swin/ViT recipes), plus whatever the model lists in `no_weight_decay()` (timm's convention).
+
+Per-parameter hints (the Hyena convention): a parameter listed by the model's `optim_hints()` (`{name: {"lr": ...,
+"weight_decay": ...}}`) or carrying an `_optim` dict attribute gets that learning rate (absolute, times its layer
+scale) and/or weight decay in a group of its own.
 """
 
 from __future__ import annotations
@@ -66,13 +70,32 @@ def _no_decay_names(model: nn.Module) -> set[str]:
     return skip
 
 
+def optim_hints(model: nn.Module) -> dict[str, dict]:
+    """Per-parameter optimiser settings: the model's `optim_hints()` and any parameter's `_optim` attribute."""
+    hints = {name: dict(h) for name, h in (model.optim_hints() if hasattr(model, "optim_hints") else {}).items()}
+    names = set()
+    for name, param in model.named_parameters():
+        names.add(name)
+        if name not in hints and isinstance(getattr(param, "_optim", None), dict):
+            hints[name] = dict(param._optim)
+    unknown = sorted(set(hints) - names)
+    if unknown:
+        raise ValueError(f"optim_hints() names parameters the model does not have: {unknown[:5]}")
+    for name, hint in hints.items():
+        if set(hint) - {"lr", "weight_decay"}:
+            raise ValueError(f"optimiser hint of {name} has unknown keys {sorted(set(hint) - {'lr', 'weight_decay'})}")
+    return hints
+
+
 def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
-    """AdamW parameter groups: (layer, decay / no decay), each with its `lr` (and `lr_scale` for the schedule)."""
+    """AdamW parameter groups: (layer, decay / no decay, hint), each with its `lr` (and `lr_scale` for the
+    schedule); parameters with an optimiser hint (see `optim_hints`) take its lr / weight decay."""
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
     ids, num_layers = layer_ids(model) if layer_decay is not None else ({}, 1)
     skip = _no_decay_names(model)
-    groups: dict[tuple[int, bool], dict] = {}
+    hints = optim_hints(model)
+    groups: dict[tuple[int, bool, tuple], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -80,10 +103,12 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: 
                     or name in skip or any(name.endswith("." + s) for s in skip))
         layer = ids.get(name, 0)
         scale = layer_decay ** (num_layers - 1 - layer) if layer_decay is not None else 1.0
-        key = (layer, no_decay)
+        hint = hints.get(name, {})
+        key = (layer, no_decay, tuple(sorted(hint.items())))
         if key not in groups:
-            groups[key] = {"params": [], "param_names": [], "weight_decay": 0.0 if no_decay else weight_decay,
-                           "lr": lr * scale, "lr_scale": scale, "layer_id": layer}
+            groups[key] = {"params": [], "param_names": [],
+                           "weight_decay": hint.get("weight_decay", 0.0 if no_decay else weight_decay),
+                           "lr": hint.get("lr", lr) * scale, "lr_scale": scale, "layer_id": layer}
         groups[key]["params"].append(param)
         groups[key]["param_names"].append(name)
     if not groups:
@@ -109,4 +134,4 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["cosine_schedule", "layer_ids", "param_groups"]
+__all__ = ["cosine_schedule", "layer_ids", "optim_hints", "param_groups"]
