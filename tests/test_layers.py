@@ -312,3 +312,24 @@ def test_transformer_block_matches_timm_block(layer_scale, implementation):
         torch.testing.assert_close(ours(x)[0], out, atol=1e-5, rtol=0)
     assert probs.shape == (2, 4, 10, 10)
     assert ours(x)[1] is None
+
+
+def test_cpu_tuned_attention_picks_eager_only_where_sdpa_is_slower():
+    from transformers import PretrainedConfig
+
+    from hf_vision_zoo.layers import eager_attention_forward, get_cpu_tuned_attention_function
+
+    config = PretrainedConfig()
+    config._attn_implementation = "sdpa"
+    sdpa = get_attention_function(config)
+    q, k = torch.randn(2, 3, 50, 8), torch.randn(2, 3, 50, 8)
+    assert get_cpu_tuned_attention_function(config, q, k) is sdpa
+    assert get_cpu_tuned_attention_function(config, q[:, :, :1], k) is eager_attention_forward  # one query
+    assert get_cpu_tuned_attention_function(config, q.bfloat16(), k.bfloat16()) is eager_attention_forward
+    long_keys = torch.randn(2, 3, 300, 8, dtype=torch.bfloat16)
+    assert get_cpu_tuned_attention_function(config, q.bfloat16(), long_keys) is sdpa
+    learned = torch.zeros(1, 3, 50, 50, requires_grad=True)
+    assert get_cpu_tuned_attention_function(config, q, k, learned) is eager_attention_forward
+    assert get_cpu_tuned_attention_function(config, q, k, learned.detach()) is sdpa
+    config._attn_implementation = "eager"
+    assert get_cpu_tuned_attention_function(config, q, k) is eager_attention_forward

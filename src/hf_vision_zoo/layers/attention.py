@@ -28,3 +28,24 @@ def get_attention_function(config, output_attentions: bool = False) -> Callable:
     if output_attentions:
         return eager_attention_forward
     return ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
+
+
+# Up to this many keys, reduced-precision attention on CPU is faster as two batched matmuls than as SDPA's kernel.
+SHORT_KEYS = 256
+
+
+def get_cpu_tuned_attention_function(config, query: torch.Tensor, key: torch.Tensor,
+                                     attention_mask: torch.Tensor | None = None,
+                                     output_attentions: bool = False) -> Callable:
+    """`get_attention_function`, except where PyTorch's SDPA is measurably slower than the same math done eagerly
+    on CPU (benchmarks/speed_board.py): a single query (CrossViT's class-token cross-attention); bf16/fp16 with at
+    most `SHORT_KEYS` keys (Swin windows, CvT's squeezed k/v: the fused kernel is slower, ~3x in backward); an
+    additive mask that needs gradients (Swin's learned bias: SDPA falls back to its math path and upcasts)."""
+    attention = get_attention_function(config, output_attentions)
+    if query.device.type != "cpu" or config._attn_implementation != "sdpa":
+        return attention
+    if (query.shape[-2] == 1
+            or (query.dtype in (torch.bfloat16, torch.float16) and key.shape[-2] <= SHORT_KEYS)
+            or (attention_mask is not None and attention_mask.requires_grad)):
+        return eager_attention_forward
+    return attention

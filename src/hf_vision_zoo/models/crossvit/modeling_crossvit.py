@@ -41,7 +41,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import DropPath, PatchEmbed, TransformerBlock, get_attention_function
+from ...layers import DropPath, PatchEmbed, TransformerBlock, get_cpu_tuned_attention_function
 from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output
 from .configuration_crossvit import CrossVitConfig
 
@@ -170,7 +170,7 @@ class CrossVitCrossAttention(nn.Module):
         query = self.query(hidden_states[:, :1]).view(batch, 1, self.num_heads, self.head_dim).transpose(1, 2)
         key, value = self.kv(hidden_states).view(batch, tokens, 2, self.num_heads, self.head_dim).permute(
             2, 0, 3, 1, 4).unbind(0)
-        attention = get_attention_function(self.config, output_attentions)
+        attention = get_cpu_tuned_attention_function(self.config, query, key, None, output_attentions)
         out, probs = attention(self, query, key, value, None, scaling=self.scaling,
                                dropout=self.attention_dropout if self.training else 0.0)
         return self.proj_drop(self.proj(out.reshape(batch, 1, dim))), (probs if output_attentions else None)

@@ -33,7 +33,7 @@ from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from ...layers import DropPath, Mlp, eager_attention_forward, get_attention_function
+from ...layers import DropPath, Mlp, get_cpu_tuned_attention_function
 from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output
 from .configuration_cvt import CvtConfig
 
@@ -56,10 +56,6 @@ class CvtModelOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     reshaped_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-# Up to this many keys, bf16/fp16 attention on CPU runs as plain matmuls + softmax (see `CvtAttention.forward`).
-_SHORT_KEYS = 256
 
 
 def tokens_to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -160,12 +156,7 @@ class CvtAttention(nn.Module):
         query = self._heads(self.proj_q(self._project(self.conv_proj_q, feature_map, cls, tokens)))
         key = self._heads(self.proj_k(self._project(self.conv_proj_k, feature_map, cls, tokens)))
         value = self._heads(self.proj_v(self._project(self.conv_proj_v, feature_map, cls, tokens)))
-        attention = get_attention_function(self.config, output_attentions)
-        if (query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
-                and key.shape[2] <= _SHORT_KEYS and self.config._attn_implementation == "sdpa"):
-            # same function, faster form: on CPU in reduced precision, PyTorch's fused kernel is slower than two
-            # batched matmuls when there are few keys (stages 2-3 of CvT, k/v squeezed by stride 2), ~3x in backward
-            attention = eager_attention_forward
+        attention = get_cpu_tuned_attention_function(self.config, query, key, None, output_attentions)
         out, probs = attention(self, query, key, value, None, scaling=self.scaling,
                                dropout=self.attention_dropout if self.training else 0.0)
         out = self.proj_drop(self.proj(out.reshape(batch, query.shape[2], dim)))

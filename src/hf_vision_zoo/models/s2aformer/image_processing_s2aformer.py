@@ -6,24 +6,15 @@ efficient-ViT family the paper compares with (DeiT/PVT/Swin): bicubic resize of 
 """
 
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+from ...image_processing_utils import ImageNetEvalPreprocessing
 
 
-class _ImageNetEvalPreprocessing:
-    """Settings shared by both backends."""
-
-    model_input_names = ["pixel_values"]
-    resample = PILImageResampling.BICUBIC
-    image_mean, image_std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-    size, crop_size = {"shortest_edge": 256}, {"height": 224, "width": 224}
-    do_resize = do_center_crop = do_rescale = do_normalize = do_convert_rgb = True
-
-
-class S2AFormerImageProcessor(_ImageNetEvalPreprocessing, TorchvisionBackend):
+class S2AFormerImageProcessor(ImageNetEvalPreprocessing, TorchvisionBackend):
     """S2AFormer preprocessing on the torchvision backend (the default one)."""
 
 
-class S2AFormerImageProcessorPil(_ImageNetEvalPreprocessing, PilBackend):
+class S2AFormerImageProcessorPil(ImageNetEvalPreprocessing, PilBackend):
     """S2AFormer preprocessing on the PIL/numpy backend."""
 
 

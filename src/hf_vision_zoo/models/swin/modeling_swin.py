@@ -30,8 +30,7 @@ from ...layers import (
     DropPath,
     Mlp,
     PatchEmbed,
-    eager_attention_forward,
-    get_attention_function,
+    get_cpu_tuned_attention_function,
     pad_to_window,
     relative_position_bias,
     relative_position_index,
@@ -101,12 +100,7 @@ class SwinWindowAttention(nn.Module):
         mask = mask.to(query.dtype)
         if mask.shape[0] not in (1, batch_windows):  # several images: one mask per window (SDPA's fast CPU path is 4-D)
             mask = mask.repeat(batch_windows // mask.shape[0], 1, 1, 1)
-        attention = get_attention_function(self.config, output_attentions)
-        if mask.requires_grad and query.device.type == "cpu" and self.config._attn_implementation == "sdpa":
-            # PyTorch's fused CPU attention can't differentiate an additive mask (here the learned bias), so SDPA
-            # falls back to its math path, which upcasts bf16 to fp32 and adds a safe-softmax pass: the same math
-            # done eagerly is ~15% faster for a Swin-T bf16 training step (benchmarks/speed_board.py)
-            attention = eager_attention_forward
+        attention = get_cpu_tuned_attention_function(self.config, query, key, mask, output_attentions)
         out, probs = attention(
             self, query, key, value, mask, scaling=self.scaling,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
