@@ -27,8 +27,9 @@ test: setup data  ## the README's test command
 demo: setup data  ## train a small Swin on Fashion-MNIST, evaluate, save with a model card, classify with pipeline()
 	$(PY) examples/demo.py
 
-bench: setup  ## zoo vs timm vs transformers speed board (writes benchmarks/results/*.csv)
-	$(PY) benchmarks/bench_swin.py
+BENCH_ARGS ?=
+bench: setup  ## speed board, zoo vs timm/transformers (benchmarks/results/speed_board.csv); BENCH_ARGS=--quick for a smoke run
+	$(PY) benchmarks/speed_board.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
