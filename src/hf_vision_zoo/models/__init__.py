@@ -9,4 +9,5 @@ from . import ppma  # noqa: F401
 from . import mae  # noqa: F401
 from . import hyena_nd  # noqa: F401
 from . import hpm  # noqa: F401
+from . import gmml  # noqa: F401
 from . import maskalign  # noqa: F401
