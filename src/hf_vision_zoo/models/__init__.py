@@ -11,3 +11,5 @@ from . import hyena_nd  # noqa: F401
 from . import hpm  # noqa: F401
 from . import gmml  # noqa: F401
 from . import maskalign  # noqa: F401
+from . import mto  # noqa: F401
+from . import hybrid_distill  # noqa: F401
