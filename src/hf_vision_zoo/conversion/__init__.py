@@ -9,11 +9,11 @@ import os
 from pathlib import Path
 
 from .. import registry
-from . import crossvit, cvt, gmml, hpm, hyena_nd, mae, maskalign, ppma, swin, vit
+from . import crossvit, cvt, gmml, hpm, hyena_nd, mae, maskalign, ppma, sparsifiner, swin, vit
 from .common import ConversionError, load_state_dict_file, load_strict, save_atomically
 
 CONVERTERS = {"swin": swin, "cvt": cvt, "crossvit": crossvit, "vit": vit, "ppma": ppma, "mae": mae, "hyena_nd":
-              hyena_nd, "hpm": hpm, "gmml": gmml, "maskalign": maskalign}
+              hyena_nd, "hpm": hpm, "gmml": gmml, "maskalign": maskalign, "sparsifiner": sparsifiner}
 
 
 def _converter(arch: str):

@@ -13,3 +13,4 @@ from . import gmml  # noqa: F401
 from . import maskalign  # noqa: F401
 from . import mto  # noqa: F401
 from . import hybrid_distill  # noqa: F401
+from . import sparsifiner  # noqa: F401
