@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-FORWARDED = ("train", "evaluate")  # sub-commands whose arguments belong to hf_vision_zoo.training
+FORWARDED = ("train", "evaluate", "pretrain")  # sub-commands whose arguments belong to hf_vision_zoo.training
 
 
 class UserError(Exception):
@@ -68,9 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="variant name (see `hf-vision-zoo list`) or architecture name")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    for name, what in (("train", "hf_vision_zoo.training.main"), ("evaluate", "hf_vision_zoo.training.evaluate_main")):
-        p = sub.add_parser(name, add_help=False, help=f"{name} a classifier (arguments go to {what}; "
-                                                        f"`hf-vision-zoo {name} --help` lists them)")
+    for name, what, extra in (
+            ("train", "hf_vision_zoo.training.main",
+             "; --recipe brainscore_crossvit18: rotation invariance + fast adversarial training"),
+            ("evaluate", "hf_vision_zoo.training.evaluate_main",
+             "; --pgd-steps 10 --adv-epsilon 2/255 adds robust top-1 under PGD"),
+            ("pretrain", "hf_vision_zoo.training.pretrain_main",
+             "; self-supervised pre-training (e.g. --model mae), then `train --pretrained DIR --linear-probe`")):
+        task = "a self-supervised model" if name == "pretrain" else "a classifier"
+        p = sub.add_parser(name, add_help=False, help=f"{name} {task} (arguments go to {what}; "
+                                                        f"`hf-vision-zoo {name} --help` lists them{extra})")
         p.add_argument("args", nargs=argparse.REMAINDER)
 
     p = sub.add_parser("predict", help="classify image files or folders with a checkpoint", formatter_class=raw,
@@ -263,9 +270,10 @@ def _forward(command: str, argv: list[str]) -> int:
         from . import training
     except ImportError as err:
         raise UserError(f"`{command}` needs the hf_vision_zoo.training package, which could not be imported: {err}")
-    entry = getattr(training, "main" if command == "train" else "evaluate_main", None)
+    name = {"train": "main", "evaluate": "evaluate_main", "pretrain": "pretrain_main"}[command]
+    entry = getattr(training, name, None)
     if entry is None:
-        raise UserError(f"hf_vision_zoo.training has no {'main' if command == 'train' else 'evaluate_main'}()")
+        raise UserError(f"hf_vision_zoo.training has no {name}()")
     result = entry(list(argv))
     return result if isinstance(result, int) else 0
 

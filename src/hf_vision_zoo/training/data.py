@@ -17,8 +17,9 @@ and a `ClassLabel` column):
 `load_classification_dataset(spec)` picks the source from a string: `fashion_mnist`, an existing directory, or a
 Hub name. Transforms come from the model's image processor: evaluation calls the processor itself (exactly what
 `pipeline("image-classification")` does); training applies random-resized-crop + horizontal flip with the
-processor's interpolation, mean and std (`TrainTransform`). Grey, RGBA, CMYK and palette images are converted to
-RGB, or to "L" for a model with `num_channels=1`.
+processor's interpolation, mean and std (`TrainTransform`), optionally preceded by the Brain-Score CrossViT
+recipe's 90/180-degree rotations (`--rotation-invariance`) and random grayscale. Grey, RGBA, CMYK and palette images
+are converted to RGB, or to "L" for a model with `num_channels=1`.
 
 Training augmentation is seeded per sample from `(seed, epoch, index)`, so it does not depend on the order batches
 are loaded in, on prefetching, on worker processes or on the number of processes - which is what lets `--resume`
@@ -515,7 +516,14 @@ class TrainTransform:
     Fashion-MNIST on a 2-core CPU. Other batches take the per-image antialiased path."""
 
     def __init__(self, prep: Preprocessing, scale: tuple[float, float] = (0.08, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: float = 0.5, augment: bool = True, seed: int = 0):
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: float = 0.5, augment: bool = True, seed: int = 0,
+                 rotation_invariance: bool = False, rotation_prob: float = 0.5, grayscale_prob: float = 0.0):
+        if not 0.0 <= rotation_prob <= 1.0:
+            raise ValueError(f"rotation probability must be in [0, 1], got {rotation_prob}")
+        if not 0.0 <= grayscale_prob <= 1.0:
+            raise ValueError(f"random-grayscale probability must be in [0, 1], got {grayscale_prob}")
+        self.rotation_invariance, self.rotation_prob = bool(rotation_invariance), float(rotation_prob)
+        self.grayscale_prob = float(grayscale_prob)
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"random-resized-crop scale must satisfy 0 < min <= max <= 1, got {scale}")
         if not 0.0 < ratio[0] <= ratio[1]:
@@ -545,6 +553,34 @@ class TrainTransform:
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
+    def rotate_and_grey(self, tensor: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        """The Brain-Score CrossViT recipe's rotation invariance, applied before the crop as in its official
+        `dataset.py`: `RandomApply([RandomRotation((90, 90))], p)` then `RandomApply([RandomRotation((180, 180))], p)`
+        (counter-clockwise; with p = 0.5 each of 0/90/180/270 degrees has probability 1/4), then
+        `RandomGrayscale(grayscale_prob)` (ITU-R 601-2 luma, kept 3-channel). A square image is rotated exactly
+        (`torch.rot90`); a non-square one keeps its size as torchvision's `expand=False` does (corners cut, zero
+        fill)."""
+        if self.rotation_invariance:
+            quarter_turns = 0
+            if rng.random() < self.rotation_prob:
+                quarter_turns += 1
+            if rng.random() < self.rotation_prob:
+                quarter_turns += 2
+            quarter_turns %= 4
+            if quarter_turns:
+                if tensor.shape[-1] == tensor.shape[-2] or quarter_turns == 2:
+                    tensor = torch.rot90(tensor, quarter_turns, dims=(-2, -1))
+                else:
+                    import torchvision.transforms.v2.functional as TF
+
+                    tensor = TF.rotate(tensor, 90.0 * quarter_turns, interpolation=TF.InterpolationMode.NEAREST,
+                                       expand=False, fill=0)
+        if self.grayscale_prob > 0 and rng.random() < self.grayscale_prob and tensor.shape[0] == 3:
+            import torchvision.transforms.v2.functional as TF
+
+            tensor = TF.rgb_to_grayscale(tensor, num_output_channels=3)
+        return tensor
+
     def _tensor(self, image) -> torch.Tensor:
         """uint8 (C, H, W); a grey image for an RGB model stays 1-channel here and is expanded at the end."""
         import torchvision.transforms.v2.functional as TF
@@ -561,13 +597,15 @@ class TrainTransform:
         tensors = [self._tensor(image) for image in images]
         if len({t.shape[0] for t in tensors}) > 1:  # grey next to colour images: expand the grey ones now
             tensors = [t.expand(3, -1, -1) if t.shape[0] == 1 else t for t in tensors]
+        rngs = [random.Random(sample_seed(self.seed, epoch, int(index))) for index in indices]
+        if self.rotation_invariance or self.grayscale_prob > 0:
+            tensors = [self.rotate_and_grey(t, rng) for t, rng in zip(tensors, rngs)]
         if not self.augment:
             out = [t if list(t.shape[-2:]) == size else TF.resize(t, size, interpolation=interpolation, antialias=True)
                    for t in tensors]
             return self._finish(out)
         params = []
-        for tensor, index in zip(tensors, indices):
-            rng = random.Random(sample_seed(self.seed, epoch, int(index)))
+        for tensor, rng in zip(tensors, rngs):
             crop = self.crop_params(tensor.shape[-2], tensor.shape[-1], rng)
             params.append((*crop, self.hflip > 0 and rng.random() < self.hflip))
         shapes = {tuple(t.shape) for t in tensors}
