@@ -17,29 +17,21 @@ With --arch vit, an MAE pre-training checkpoint gives its encoder (the decoder i
 otherwise). The script checks zero missing and zero unexpected keys and writes nothing at --output if anything fails.
 """
 
-import argparse
 import sys
 
-from hf_vision_zoo.conversion import ConversionError, convert_checkpoint
+from hf_vision_zoo.conversion.script import conversion_parser, run_conversion
 from hf_vision_zoo.conversion.vit import SOURCES
 
 TASKS = ("image-classification", "feature-extraction", "pretraining")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = conversion_parser(__doc__, SOURCES, "vit_base_patch16_224.augreg_in21k_ft_in1k")
     parser.add_argument("--arch", choices=("vit", "mae"), default="vit", help="target model family (default vit)")
-    parser.add_argument("--source", required=True, choices=SOURCES, help="format of the checkpoint")
-    parser.add_argument("--checkpoint", required=True, help=".pth/.pt/.bin/.safetensors state dict")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--variant", help="registered variant name, e.g. vit_base_patch16_224.augreg_in21k_ft_in1k")
-    group.add_argument("--config", help="config.json of the source model (transformers) or of a zoo model")
     parser.add_argument("--task", choices=TASKS,
                         help="model to build (default: what the checkpoint holds; pretraining needs --arch mae)")
     parser.add_argument("--image-size", type=int, help="input resolution, when it is not the checkpoint's")
     parser.add_argument("--num-heads", type=int, help="attention heads, for widths other than the published ones")
-    parser.add_argument("--output", required=True, help="folder to write (must not exist, unless --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     args = parser.parse_args(argv)
     if args.task == "pretraining" and args.arch != "mae":
         parser.error("--task pretraining needs --arch mae")
@@ -48,16 +40,7 @@ def main(argv=None) -> int:
         overrides["image_size"] = args.image_size
     if args.num_heads:
         overrides["num_attention_heads"] = args.num_heads
-    try:
-        model = convert_checkpoint(args.arch, args.checkpoint, args.source, args.output, variant=args.variant,
-                                   config_file=args.config, overwrite=args.overwrite, task=args.task, **overrides)
-    except (ConversionError, FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    params = sum(p.numel() for p in model.parameters())
-    print(f"converted {args.checkpoint} ({args.source}) -> {args.output}: {type(model).__name__}, {params:,} "
-          f"parameters, 0 missing / 0 unexpected keys")
-    return 0
+    return run_conversion(args.arch, args, overrides, task=args.task)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
 from transformers.modeling_utils import PreTrainedModel
@@ -20,6 +21,28 @@ class ZooPreTrainedModel(PreTrainedModel):
         # transformers decides this by searching the modeling file's text for `ALL_ATTENTION_FUNCTIONS.get_interface(`;
         # zoo models call it through `layers.get_attention_function` on every forward, so switching always works.
         return True
+
+
+def init_common_weights(module: nn.Module, std: float, trunc_normal_types: tuple = (nn.Linear,)) -> bool:
+    """The initialisation most zoo models share: truncated normal (std `std`) weights and zero biases for
+    `trunc_normal_types` (Linear by default), unit weight and zero bias for LayerNorm / BatchNorm (whose running
+    statistics are reset). Returns whether `module` was one of these, so the caller handles only its own cases."""
+    if isinstance(module, trunc_normal_types):
+        init.trunc_normal_(module.weight, std=std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+        return True
+    if isinstance(module, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
+        if module.weight is not None:
+            init.ones_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+        if getattr(module, "running_mean", None) is not None:
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        return True
+    return False
 
 
 def check_pixel_values(pixel_values: torch.Tensor | None, num_channels: int, check_finite: bool = True) -> None:
@@ -72,6 +95,47 @@ def image_classifier_output(model: PreTrainedModel, logits: torch.Tensor, labels
         loss = model.loss_function(labels, logits, model.config, **loss_kwargs)
     return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=encoder_outputs.hidden_states,
                                  attentions=encoder_outputs.attentions)
+
+
+def run_map_stages(x: torch.Tensor, stages, output_hidden_states: bool, output_attentions: bool):
+    """Run the stages of a hierarchical encoder on a `(B, H, W, C)` map. Each stage is called as
+    `stage(x, output_attentions)` and returns `(next_x, features, attentions)` (`features`: the map to report, e.g.
+    before downsampling) or `(next_x, attentions)` (reports `next_x`). Returns `(x, maps, attentions)`: `maps` holds
+    the input map and each stage's features when `output_hidden_states`, else None; `attentions` likewise."""
+    maps = [x] if output_hidden_states else None
+    attentions = [] if output_attentions else None
+    for stage in stages:
+        out = stage(x, output_attentions)
+        x, probs = out[0], out[-1]
+        if output_hidden_states:
+            maps.append(out[1] if len(out) == 3 else x)
+        if output_attentions:
+            attentions.append(probs)
+    return x, maps, attentions
+
+
+def stage_hidden_states(maps: list[torch.Tensor] | None) -> tuple[tuple | None, tuple | None]:
+    """`(hidden_states, reshaped_hidden_states)` of a hierarchical encoder from its `(B, H, W, C)` stage maps:
+    `(B, H*W, C)` tokens and `(B, C, H, W)` maps; `(None, None)` when `maps` is None."""
+    if maps is None:
+        return None, None
+    return (tuple(m.reshape(m.shape[0], -1, m.shape[-1]) for m in maps),
+            tuple(m.permute(0, 3, 1, 2) for m in maps))
+
+
+def hierarchical_encoder_output(output_class, x: torch.Tensor, maps, attentions, final_norm: nn.Module | None = None,
+                                pool: bool = True):
+    """The output of a hierarchical encoder from `run_map_stages`: the last map as `(B, H*W, C)` tokens (through
+    `final_norm`, if any), their average as `pooler_output` (if `pool`), and the collected hidden states / maps /
+    attentions."""
+    sequence = x.reshape(x.shape[0], -1, x.shape[-1])
+    if final_norm is not None:
+        sequence = final_norm(sequence)
+    hidden_states, reshaped = stage_hidden_states(maps)
+    return output_class(
+        last_hidden_state=sequence, pooler_output=sequence.mean(dim=1) if pool else None, hidden_states=hidden_states,
+        reshaped_hidden_states=reshaped, attentions=tuple(attentions) if attentions is not None else None,
+    )
 
 
 class NormedStagesBackbone(BackboneMixin):

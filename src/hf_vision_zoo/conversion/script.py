@@ -4,8 +4,9 @@
 import argparse
 import sys
 
-from . import convert_checkpoint
-from .common import ConversionError
+from .. import registry
+from . import _converter, build_config, convert_checkpoint, convert_to_model
+from .common import ConversionError, save_atomically
 
 
 def conversion_parser(description: str, sources, example_variant: str, default_source: str | None = None,
@@ -24,12 +25,31 @@ def conversion_parser(description: str, sources, example_variant: str, default_s
     return parser
 
 
+def _convert_loaded(arch: str, args: argparse.Namespace, load, task: str | None = None, **overrides):
+    """`convert_checkpoint` for a checkpoint that needs its own reader: `load(path)` gives the state dict; the image
+    processor is the variant's, else the architecture's default."""
+    state_dict = load(args.checkpoint)
+    config = build_config(arch, state_dict, args.source, variant=args.variant, config_file=args.config, **overrides)
+    if task is None:
+        default_task = getattr(_converter(arch), "default_task", None)
+        task = default_task(state_dict, args.source) if default_task else "image-classification"
+    model = convert_to_model(arch, state_dict, config, args.source, task=task)
+    save_atomically(args.output, model, registry.create_image_processor(args.variant or arch),
+                    overwrite=args.overwrite)
+    return model
+
+
 def run_conversion(arch: str, args: argparse.Namespace, overrides: dict | None = None, describe=None,
-                   **kwargs) -> int:
-    """Convert as `args` says; print one line on success (plus `describe(model)`) or `error: ...`; exit code."""
+                   load=None, **kwargs) -> int:
+    """Convert as `args` says; print one line on success (plus `describe(model)`) or `error: ...`; exit code.
+    `load(path) -> state dict` replaces the generic reader for checkpoints that need their own (e.g. EMA weights)."""
     try:
-        model = convert_checkpoint(arch, args.checkpoint, args.source, args.output, variant=args.variant,
-                                   config_file=args.config, overwrite=args.overwrite, **kwargs, **(overrides or {}))
+        if load is not None:
+            model = _convert_loaded(arch, args, load, **kwargs, **(overrides or {}))
+        else:
+            model = convert_checkpoint(arch, args.checkpoint, args.source, args.output, variant=args.variant,
+                                       config_file=args.config, overwrite=args.overwrite, **kwargs,
+                                       **(overrides or {}))
     except (ConversionError, FileNotFoundError, FileExistsError, KeyError, ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

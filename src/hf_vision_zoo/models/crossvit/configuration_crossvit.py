@@ -7,6 +7,8 @@ Field names follow the official IBM/CrossViT `VisionTransformer` arguments (`img
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import check_probabilities
+
 
 @strict
 class CrossVitConfig(PreTrainedConfig):
@@ -120,9 +122,7 @@ class CrossVitConfig(PreTrainedConfig):
             )
         if self.num_channels < 1:
             raise ValueError(f"num_channels must be a positive int, got {self.num_channels}")
-        for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_probabilities(self, "drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob")
 
     @property
     def input_size(self) -> int:

@@ -8,7 +8,8 @@ those settings per variant. The centre crop rounds its offsets as torchvision's 
 """
 
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+from ...image_processing_utils import ImageNetEvalPreprocessing
 
 CROP_RATIO = 256 / 224  # the official --crop-ratio
 
@@ -19,20 +20,12 @@ def eval_preprocessing(input_size: int) -> dict:
             "crop_size": {"height": input_size, "width": input_size}, "do_center_crop": True}
 
 
-class _CrossVitPreprocessing:
-    """The official evaluation preprocessing, shared by both backends."""
+class _CrossVitPreprocessing(ImageNetEvalPreprocessing):
+    """The official evaluation preprocessing, shared by both backends: the ImageNet evaluation transform at 240 px
+    with torchvision's crop rounding."""
 
-    model_input_names = ["pixel_values"]
-    resample = PILImageResampling.BICUBIC
-    image_mean = IMAGENET_DEFAULT_MEAN
-    image_std = IMAGENET_DEFAULT_STD
     size = {"shortest_edge": 274}
     crop_size = {"height": 240, "width": 240}
-    do_resize = True
-    do_center_crop = True
-    do_rescale = True
-    do_normalize = True
-    do_convert_rgb = True
 
     def center_crop(self, image, size, **kwargs):
         """torchvision's `CenterCrop` offsets (`round((H - h) / 2)`), which the official evaluation uses; the backends'

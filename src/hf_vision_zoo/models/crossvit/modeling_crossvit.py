@@ -42,7 +42,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ...layers import DropPath, PatchEmbed, TransformerBlock, get_cpu_tuned_attention_function
-from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output
+from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output, init_common_weights
 from .configuration_crossvit import CrossVitConfig
 
 
@@ -273,14 +273,9 @@ class CrossVitPreTrainedModel(ZooPreTrainedModel):
         """The official initialisation: truncated normal (std `initializer_range`) for linear weights, class tokens
         and position embeddings; zero biases; unit LayerNorms; PyTorch's default for the convolutions."""
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):
+        if init_common_weights(module, std):
+            return
+        if isinstance(module, nn.Conv2d):
             super()._init_weights(module)
         elif isinstance(module, CrossVitBranchEmbeddings):
             init.trunc_normal_(module.cls_token, std=std)

@@ -10,6 +10,8 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import check_image_size_pair, check_per_stage_lengths, height_width, set_backbone_stages
+
 _PER_STAGE = ("patch_sizes", "patch_stride", "patch_padding", "embed_dim", "num_heads", "depth", "mlp_ratio",
               "attention_drop_rate", "drop_rate", "drop_path_rate", "qkv_bias", "cls_token", "qkv_projection_method",
               "kernel_qkv", "padding_kv", "stride_kv", "padding_q", "stride_q")
@@ -78,10 +80,7 @@ class CvtConfig(BackboneConfigMixin, PreTrainedConfig):
             self.image_size = list(self.image_size)
         self.num_layers = len(self.depth)
         self.hidden_size = int(self.embed_dim[-1]) if self.embed_dim else 0
-        self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_layers + 1)]
-        self.set_output_features_output_indices(
-            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
-        )
+        set_backbone_stages(self, self.num_layers, kwargs)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
@@ -90,11 +89,7 @@ class CvtConfig(BackboneConfigMixin, PreTrainedConfig):
         stages = len(self.depth)
         if not stages or any(d < 1 for d in self.depth):
             raise ValueError(f"depth must be a non-empty list of positive ints (blocks per stage), got {self.depth}")
-        for name in _PER_STAGE:
-            if len(getattr(self, name)) != stages:
-                raise ValueError(
-                    f"{name} has {len(getattr(self, name))} entries but depth has {stages}; give one per stage"
-                )
+        check_per_stage_lengths(self, _PER_STAGE, stages, reference="depth")
         for i, (dim, heads) in enumerate(zip(self.embed_dim, self.num_heads)):
             if dim < 1 or heads < 1 or dim % heads:
                 raise ValueError(f"stage {i + 1}: num_heads[{i}]={heads} does not divide embed_dim[{i}]={dim}")
@@ -133,8 +128,7 @@ class CvtConfig(BackboneConfigMixin, PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.num_channels < 1:
             raise ValueError(f"num_channels must be a positive int, got {self.num_channels}")
-        if isinstance(self.image_size, list) and len(self.image_size) != 2:
-            raise ValueError(f"image_size must be an int or [height, width], got {self.image_size}")
+        check_image_size_pair(self.image_size)
         if min(self.image_size_2d) < self.patch_size:
             raise ValueError(f"image_size {self.image_size} is smaller than one patch ({self.patch_size} px, the "
                              f"first token embedding's stride)")
@@ -153,8 +147,7 @@ class CvtConfig(BackboneConfigMixin, PreTrainedConfig):
 
     @property
     def image_size_2d(self) -> tuple[int, int]:
-        size = self.image_size
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return height_width(self.image_size)
 
 
 __all__ = ["CvtConfig"]

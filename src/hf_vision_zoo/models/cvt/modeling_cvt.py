@@ -34,7 +34,13 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ...layers import DropPath, Mlp, get_cpu_tuned_attention_function
-from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output
+from ...modeling_utils import (
+    ZooPreTrainedModel,
+    check_pixel_values,
+    image_classifier_output,
+    init_common_weights,
+    stage_hidden_states,
+)
 from .configuration_cvt import CvtConfig
 
 
@@ -231,14 +237,9 @@ class CvtPreTrainedModel(ZooPreTrainedModel):
         token, zero biases, unit LayerNorm/BatchNorm (with fresh running statistics); convolutions keep PyTorch's
         default (transformers' generic init here)."""
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+        if init_common_weights(module, std):
+            return
+        if isinstance(module, nn.Conv2d):
             super()._init_weights(module)
         elif isinstance(module, CvtStage) and module.cls_token is not None:
             init.trunc_normal_(module.cls_token, std=std)
@@ -283,10 +284,8 @@ class CvtModel(CvtPreTrainedModel):
         pooled = None
         if self.layernorm is not None:
             pooled = self.layernorm(cls[:, 0]) if cls is not None else self.layernorm(tokens).mean(dim=1)
-        hidden_states = reshaped = None
-        if output_hidden_states:
-            hidden_states = tuple(t for t, _, _ in maps)
-            reshaped = tuple(tokens_to_map(t, h, w) for t, h, w in maps)
+        hidden_states, reshaped = stage_hidden_states(
+            [t.unflatten(1, (h, w)) for t, h, w in maps] if output_hidden_states else None)
         return CvtModelOutput(
             last_hidden_state=tokens, pooler_output=pooled, cls_token_value=cls, hidden_states=hidden_states,
             reshaped_hidden_states=reshaped, attentions=tuple(attentions) if output_attentions else None,

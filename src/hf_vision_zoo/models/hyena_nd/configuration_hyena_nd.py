@@ -9,6 +9,8 @@ official `main.py` arguments (`--hyena_order`, `--hyena_filter_order`, `--direct
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import check_positive, check_probabilities
+
 # canonical mixer pattern -> the official `--method` that builds it
 MIXER_PATTERNS = {
     "all_hyena": "hyena2d",
@@ -88,10 +90,8 @@ class HyenaNdConfig(PreTrainedConfig):
     def validate_architecture(self):
         """Reject inconsistent hyper-parameters with a message naming the field (called by `__post_init__`)."""
         super().validate_architecture()
-        for name in ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
-                     "num_attention_heads", "filter_order"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        check_positive(self, "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+                        "num_attention_heads", "filter_order")
         if self.filter_num_inner_mlps < 0:
             raise ValueError(f"filter_num_inner_mlps must be >= 0, got {self.filter_num_inner_mlps}")
         if self.mixer_pattern not in MIXER_PATTERNS:
@@ -127,9 +127,7 @@ class HyenaNdConfig(PreTrainedConfig):
                 f"use_cls_token=True needs mixer_pattern='all_attention': a Hyena block ({self.mixer_pattern}) mixes "
                 f"tokens with 2-D convolutions over the patch grid and cannot carry a class token (the official "
                 f"code fails on the non-square token count)")
-        for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_probabilities(self, "drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob")
         for name in ("filter_lr", "filter_weight_decay", "pos_emb_lr"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {getattr(self, name)}")

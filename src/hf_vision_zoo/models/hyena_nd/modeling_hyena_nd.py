@@ -41,7 +41,7 @@ from ...layers.hyena import (
     Sin,
     hyena_positional_embedding,
 )
-from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output
+from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output, init_common_weights
 from ..vit.configuration_vit import VitConfig
 from ..vit.modeling_vit import VitEmbeddings
 from .configuration_hyena_nd import HyenaNdConfig
@@ -92,18 +92,13 @@ class HyenaNdPreTrainedModel(ZooPreTrainedModel):
         LayerNorms, PyTorch's default for convolutions; Hyena's own: `N(0, 1)` filter skip weights, sine
         frequencies `filter_sin_freq`, the deterministic positional embedding; buffers rebuilt from the config."""
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):  # nn.Conv2d.reset_parameters
+        if init_common_weights(module, std):
+            return
+        if isinstance(module, nn.Conv2d):  # nn.Conv2d.reset_parameters
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 fan_in = module.weight[0].numel()
                 init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
         elif isinstance(module, VitEmbeddings):
             init.trunc_normal_(module.position_embeddings, std=std)
             if module.cls_token is not None:

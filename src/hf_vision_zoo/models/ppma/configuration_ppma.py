@@ -5,6 +5,16 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import (
+    check_image_size_pair,
+    check_per_stage_lengths,
+    check_positive,
+    check_probabilities,
+    check_stage_depths,
+    height_width,
+    set_backbone_stages,
+)
+
 
 @strict
 class PpmaConfig(BackboneConfigMixin, PreTrainedConfig):
@@ -56,22 +66,15 @@ class PpmaConfig(BackboneConfigMixin, PreTrainedConfig):
             self.image_size = list(self.image_size)
         self.num_layers = len(self.depths)
         self.hidden_size = int(self.embed_dims[-1]) if self.embed_dims else 0
-        self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_layers + 1)]
-        self.set_output_features_output_indices(
-            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
-        )
+        set_backbone_stages(self, self.num_layers, kwargs)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
         """Reject inconsistent hyper-parameters with a message naming the field (called by `__post_init__`)."""
         super().validate_architecture()
-        if not self.depths or any(d < 1 for d in self.depths):
-            raise ValueError(f"depths must be a non-empty list of positive ints, got {self.depths}")
-        stages = len(self.depths)
-        for name in ("embed_dims", "num_heads", "mlp_ratios", "chunkwise_recurrents", "layerscales"):
-            if len(getattr(self, name)) != stages:
-                raise ValueError(f"{name} has {len(getattr(self, name))} entries but depths has {stages}; "
-                                 f"give one per stage")
+        check_stage_depths(self)
+        check_per_stage_lengths(self, ("embed_dims", "num_heads", "mlp_ratios", "chunkwise_recurrents", "layerscales"),
+                                len(self.depths))
         for name in ("chunkwise_recurrents", "layerscales"):
             if not all(isinstance(v, bool) for v in getattr(self, name)):
                 raise ValueError(f"{name} must be a list of bools, got {getattr(self, name)}")
@@ -85,21 +88,16 @@ class PpmaConfig(BackboneConfigMixin, PreTrainedConfig):
                 )
         if any(r <= 0 for r in self.mlp_ratios):
             raise ValueError(f"mlp_ratios must be positive, got {self.mlp_ratios}")
-        for name in ("projection", "num_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
-        if isinstance(self.image_size, list) and len(self.image_size) != 2:
-            raise ValueError(f"image_size must be an int or [height, width], got {self.image_size}")
+        check_positive(self, "projection", "num_channels")
+        check_image_size_pair(self.image_size)
         if min(self.image_size_2d) < self.patch_size:
             raise ValueError(f"image_size {self.image_size} is smaller than one {self.patch_size}x{self.patch_size} "
                              f"patch of the convolutional stem")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        check_probabilities(self, "drop_path_rate")
 
     @property
     def image_size_2d(self) -> tuple[int, int]:
-        size = self.image_size
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return height_width(self.image_size)
 
     def stage_resolutions(self, image_size: tuple[int, int] | None = None) -> list[tuple[int, int]]:
         """Token grid of each stage for an input of `image_size` (default: the config's); every stride-2 conv

@@ -42,7 +42,15 @@ from transformers.utils.generic import can_return_tuple
 from ...layers import DropPath, LayerScale, get_attention_function
 from ...layers.rotary import apply_rotary, grid_rotary_sin_cos, rotary_frequencies
 from ...layers.structured_mask import polyline_path_mask, segment_sum
-from ...modeling_utils import NormedStagesBackbone, ZooPreTrainedModel, check_pixel_values, image_classifier_output
+from ...modeling_utils import (
+    NormedStagesBackbone,
+    ZooPreTrainedModel,
+    check_pixel_values,
+    hierarchical_encoder_output,
+    image_classifier_output,
+    init_common_weights,
+    run_map_stages,
+)
 from .configuration_ppma import PpmaConfig
 
 # initial values of the decay parameters (official PathEmbeding2D defaults, Mamba2's)
@@ -280,15 +288,9 @@ class PpmaPreTrainedModel(ZooPreTrainedModel):
     def _init_weights(self, module):
         """The official initialisation: truncated normal (std `initializer_range`) for every linear weight, zero
         biases, unit norms, Mamba2's `dt_bias` / `A_log` initial values, LayerScale at `layer_init_values`."""
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, (nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)):
+        if init_common_weights(module, self.config.initializer_range):
+            return
+        if isinstance(module, nn.Conv2d):
             super()._init_weights(module)
         elif isinstance(module, PpmaPathDecay):
             # A ~ U(1, 1.1); dt = exp(U(log dt_min, log dt_max)) clamped at the floor; dt_bias = softplus^-1(dt)
@@ -337,26 +339,9 @@ class PpmaModel(PpmaPreTrainedModel):
                 f"pixel_values of size {tuple(pixel_values.shape[-2:])} is smaller than one {patch}x{patch} patch "
                 f"of the convolutional stem; PPMA needs images of at least {patch}x{patch} pixels"
             )
-        x = self.embeddings(pixel_values)
-        maps = [x] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for stage in self.stages:
-            x, features, probs = stage(x, output_attentions)
-            if output_hidden_states:
-                maps.append(features)
-            if output_attentions:
-                attentions.append(probs)
-        batch, height, width, channels = x.shape
-        sequence = x.reshape(batch, height * width, channels)
-        pooled = sequence.mean(dim=1) if self.add_pooling_layer else None
-        hidden_states = reshaped = None
-        if output_hidden_states:
-            hidden_states = tuple(m.reshape(m.shape[0], -1, m.shape[-1]) for m in maps)
-            reshaped = tuple(m.permute(0, 3, 1, 2) for m in maps)
-        return PpmaModelOutput(
-            last_hidden_state=sequence, pooler_output=pooled, hidden_states=hidden_states,
-            reshaped_hidden_states=reshaped, attentions=tuple(attentions) if output_attentions else None,
-        )
+        x, maps, attentions = run_map_stages(self.embeddings(pixel_values), self.stages, output_hidden_states,
+                                             output_attentions)
+        return hierarchical_encoder_output(PpmaModelOutput, x, maps, attentions, pool=self.add_pooling_layer)
 
 
 class PpmaHead(nn.Module):

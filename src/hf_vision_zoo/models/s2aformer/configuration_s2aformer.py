@@ -7,6 +7,14 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import (
+    check_image_size_pair,
+    check_positive,
+    check_probabilities,
+    height_width,
+    set_backbone_stages,
+)
+
 NUM_STAGES = 4
 STEM_STRIDE = 2  # the stem's first 3x3 conv; each stage's patch embedding halves the map again
 
@@ -60,10 +68,7 @@ class S2AFormerConfig(BackboneConfigMixin, PreTrainedConfig):
             self.image_size = list(self.image_size)
         self.num_layers = len(self.depths)
         self.hidden_size = int(self.embed_dims[-1]) if self.embed_dims else 0
-        self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_layers + 1)]
-        self.set_output_features_output_indices(
-            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
-        )
+        set_backbone_stages(self, self.num_layers, kwargs)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
@@ -88,17 +93,14 @@ class S2AFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"{dim // ratio} is not divisible by num_heads[{i}]={heads}; every head needs the same number "
                     f"of Q/K channels"
                 )
-        for name in ("stem_channels", "num_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        check_positive(self, "stem_channels", "num_channels")
         for name in ("local_kernel_size", "lim_kernel_size"):
             kernel = getattr(self, name)
             if kernel < 1 or kernel % 2 == 0:
                 raise ValueError(f"{name} must be a positive odd int (same-size depth-wise conv), got {kernel}")
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
-        if isinstance(self.image_size, list) and len(self.image_size) != 2:
-            raise ValueError(f"image_size must be an int or [height, width], got {self.image_size}")
+        check_image_size_pair(self.image_size)
         height, width = self.image_size_2d
         if min(height, width) < self.total_stride:
             raise ValueError(f"image_size {self.image_size} is smaller than the network's total stride "
@@ -110,14 +112,11 @@ class S2AFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"image_size {self.image_size} (stride {self.stage_strides()[i]}); choose a ratio that divides "
                     f"it or another image_size"
                 )
-        for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_probabilities(self, "drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob")
 
     @property
     def image_size_2d(self) -> tuple[int, int]:
-        size = self.image_size
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return height_width(self.image_size)
 
     @property
     def patch_size(self) -> int:

@@ -62,7 +62,15 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ...layers import DropPath, Mlp, PatchEmbed, get_attention_function
-from ...modeling_utils import NormedStagesBackbone, ZooPreTrainedModel, check_pixel_values, image_classifier_output
+from ...modeling_utils import (
+    NormedStagesBackbone,
+    ZooPreTrainedModel,
+    check_pixel_values,
+    hierarchical_encoder_output,
+    image_classifier_output,
+    init_common_weights,
+    run_map_stages,
+)
 from .configuration_s2aformer import S2AFormerConfig
 
 
@@ -258,22 +266,11 @@ class S2AFormerPreTrainedModel(ZooPreTrainedModel):
     def _init_weights(self, module):
         """Truncated normal (std `initializer_range`) for linear layers, `N(0, sqrt(2 / fan_out))` for convs, zero
         biases, unit norms and reset BatchNorm statistics."""
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=self.config.initializer_range)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):
+        if not init_common_weights(module, self.config.initializer_range) and isinstance(module, nn.Conv2d):
             fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
             init.normal_(module.weight, mean=0.0, std=(2.0 / fan_out) ** 0.5)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            if isinstance(module, nn.BatchNorm2d):
-                init.zeros_(module.running_mean)
-                init.ones_(module.running_var)
-                init.zeros_(module.num_batches_tracked)
 
 
 class S2AFormerModel(S2AFormerPreTrainedModel):
@@ -312,27 +309,10 @@ class S2AFormerModel(S2AFormerPreTrainedModel):
                 f"would have no full token. Resize it to at least "
                 f"{self.config.total_stride}x{self.config.total_stride} (the image processor does)."
             )
-        x = self.stem(pixel_values)
-        maps = [x] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for stage in self.stages:
-            x, probs = stage(x, output_attentions)
-            if output_hidden_states:
-                maps.append(x)
-            if output_attentions:
-                attentions.append(probs)
-        sequence = x.reshape(x.shape[0], -1, x.shape[-1])
-        if self.layernorm is not None:
-            sequence = self.layernorm(sequence)
-        pooled = sequence.mean(dim=1) if self.add_pooling_layer else None
-        hidden_states = reshaped = None
-        if output_hidden_states:
-            hidden_states = tuple(m.reshape(m.shape[0], -1, m.shape[-1]) for m in maps)
-            reshaped = tuple(m.permute(0, 3, 1, 2) for m in maps)
-        return S2AFormerModelOutput(
-            last_hidden_state=sequence, pooler_output=pooled, hidden_states=hidden_states,
-            reshaped_hidden_states=reshaped, attentions=tuple(attentions) if output_attentions else None,
-        )
+        x, maps, attentions = run_map_stages(self.stem(pixel_values), self.stages, output_hidden_states,
+                                             output_attentions)
+        return hierarchical_encoder_output(S2AFormerModelOutput, x, maps, attentions, self.layernorm,
+                                           self.add_pooling_layer)
 
 
 class S2AFormerForImageClassification(S2AFormerPreTrainedModel):

@@ -7,6 +7,16 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import (
+    check_image_size_pair,
+    check_per_stage_lengths,
+    check_positive,
+    check_probabilities,
+    check_stage_depths,
+    height_width,
+    set_backbone_stages,
+)
+
 
 @strict
 class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
@@ -51,32 +61,22 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
             self.image_size = list(self.image_size)
         self.num_layers = len(self.depths)
         self.hidden_size = int(self.embed_dim * 2 ** (self.num_layers - 1))
-        self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_layers + 1)]
-        self.set_output_features_output_indices(
-            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
-        )
+        set_backbone_stages(self, self.num_layers, kwargs)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
         """Reject inconsistent hyper-parameters with a message naming the field (called by `__post_init__`)."""
         super().validate_architecture()
-        if not self.depths or any(d < 1 for d in self.depths):
-            raise ValueError(f"depths must be a non-empty list of positive ints, got {self.depths}")
-        if len(self.num_heads) != len(self.depths):
-            raise ValueError(
-                f"num_heads has {len(self.num_heads)} entries but depths has {len(self.depths)}; give one per stage"
-            )
+        check_stage_depths(self)
+        check_per_stage_lengths(self, ("num_heads",), len(self.depths))
         for i, heads in enumerate(self.num_heads):
             dim = self.embed_dim * 2**i
             if heads < 1 or dim % heads:
                 raise ValueError(
                     f"stage {i + 1} has width {dim} (embed_dim * 2**{i}) which num_heads[{i}]={heads} does not divide"
                 )
-        for name in ("patch_size", "window_size", "embed_dim", "num_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
-        if isinstance(self.image_size, list) and len(self.image_size) != 2:
-            raise ValueError(f"image_size must be an int or [height, width], got {self.image_size}")
+        check_positive(self, "patch_size", "window_size", "embed_dim", "num_channels")
+        check_image_size_pair(self.image_size)
         height, width = self.image_size_2d
         if height < self.patch_size or width < self.patch_size:
             raise ValueError(f"image_size {self.image_size} is smaller than one patch ({self.patch_size})")
@@ -88,14 +88,11 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
                 f"{min(grid)} or a larger image_size. (Later, smaller stages are clamped to one window, as in the "
                 f"official code.)"
             )
-        for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_probabilities(self, "drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob")
 
     @property
     def image_size_2d(self) -> tuple[int, int]:
-        size = self.image_size
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return height_width(self.image_size)
 
     def stage_resolutions(self) -> list[tuple[int, int]]:
         """Patch-grid size of each stage at `image_size` (the official code's `input_resolution`)."""

@@ -39,7 +39,15 @@ from ...layers import (
     window_reverse,
 )
 from ...layers.window import window_partition_index
-from ...modeling_utils import NormedStagesBackbone, ZooPreTrainedModel, check_pixel_values, image_classifier_output
+from ...modeling_utils import (
+    NormedStagesBackbone,
+    ZooPreTrainedModel,
+    check_pixel_values,
+    hierarchical_encoder_output,
+    image_classifier_output,
+    init_common_weights,
+    run_map_stages,
+)
 from .configuration_swin import SwinConfig
 
 
@@ -234,14 +242,9 @@ class SwinPreTrainedModel(ZooPreTrainedModel):
         """The official initialisation: truncated normal (std `initializer_range`) for linear weights, the relative
         position tables and the absolute position embedding; zero biases; unit LayerNorms."""
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):
+        if init_common_weights(module, std):
+            return
+        if isinstance(module, nn.Conv2d):
             super()._init_weights(module)
         elif isinstance(module, SwinWindowAttention):
             init.trunc_normal_(module.relative_position_bias_table, std=std)
@@ -317,27 +320,8 @@ class SwinModel(SwinPreTrainedModel):
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         check_pixel_values(pixel_values, self.config.num_channels)
         x = self.embeddings(pixel_values, interpolate_pos_encoding)
-        maps = [x] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for stage in self.stages:
-            x, features, probs = stage(x, output_attentions)
-            if output_hidden_states:
-                maps.append(features)
-            if output_attentions:
-                attentions.append(probs)
-        batch, height, width, channels = x.shape
-        sequence = x.reshape(batch, height * width, channels)
-        if self.layernorm is not None:
-            sequence = self.layernorm(sequence)
-        pooled = sequence.mean(dim=1) if self.add_pooling_layer else None
-        hidden_states = reshaped = None
-        if output_hidden_states:
-            hidden_states = tuple(m.reshape(m.shape[0], -1, m.shape[-1]) for m in maps)
-            reshaped = tuple(m.permute(0, 3, 1, 2) for m in maps)
-        return SwinModelOutput(
-            last_hidden_state=sequence, pooler_output=pooled, hidden_states=hidden_states,
-            reshaped_hidden_states=reshaped, attentions=tuple(attentions) if output_attentions else None,
-        )
+        x, maps, attentions = run_map_stages(x, self.stages, output_hidden_states, output_attentions)
+        return hierarchical_encoder_output(SwinModelOutput, x, maps, attentions, self.layernorm, self.add_pooling_layer)
 
 
 class SwinForImageClassification(SwinPreTrainedModel):

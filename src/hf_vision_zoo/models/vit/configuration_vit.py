@@ -9,6 +9,8 @@ num_attention_heads, qkv_bias, layer_norm_eps, image_size, patch_size, num_chann
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
 
+from ...configuration_utils import check_image_size_pair, check_positive, check_probabilities, height_width
+
 POOLINGS = ("cls", "mean")
 POSITION_EMBEDDING_TYPES = ("learned", "sincos")
 
@@ -64,17 +66,14 @@ class VitConfig(PreTrainedConfig):
     def validate_architecture(self):
         """Reject inconsistent hyper-parameters with a message naming the field (called by `__post_init__`)."""
         super().validate_architecture()
-        for name in ("patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        check_positive(self, "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
             )
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
-        if isinstance(self.image_size, list) and len(self.image_size) != 2:
-            raise ValueError(f"image_size must be an int or [height, width], got {self.image_size}")
+        check_image_size_pair(self.image_size)
         for side in self.image_size_2d:
             if side < self.patch_size or side % self.patch_size:
                 raise ValueError(
@@ -96,14 +95,11 @@ class VitConfig(PreTrainedConfig):
             raise ValueError(f"position_embedding_type='sincos' needs hidden_size divisible by 4, got {self.hidden_size}")
         if self.layer_scale_init_value is not None and self.layer_scale_init_value <= 0:
             raise ValueError(f"layer_scale_init_value must be positive or None, got {self.layer_scale_init_value}")
-        for name in ("drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_probabilities(self, "drop_path_rate", "hidden_dropout_prob", "attention_probs_dropout_prob")
 
     @property
     def image_size_2d(self) -> tuple[int, int]:
-        size = self.image_size
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return height_width(self.image_size)
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -7,23 +7,18 @@ are converted to RGB.
 """
 
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
-from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, PILImageResampling
+from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
+
+from ...image_processing_utils import ImageNetEvalPreprocessing
 
 
-class _VitPreprocessing:
-    """timm's AugReg evaluation preprocessing, shared by both backends."""
+class _VitPreprocessing(ImageNetEvalPreprocessing):
+    """timm's AugReg evaluation preprocessing, shared by both backends: the ImageNet evaluation transform with
+    mean = std = 0.5 and crop_pct 0.9."""
 
-    model_input_names = ["pixel_values"]
-    resample = PILImageResampling.BICUBIC
     image_mean = IMAGENET_STANDARD_MEAN
     image_std = IMAGENET_STANDARD_STD
     size = {"shortest_edge": 248}
-    crop_size = {"height": 224, "width": 224}
-    do_resize = True
-    do_center_crop = True
-    do_rescale = True
-    do_normalize = True
-    do_convert_rgb = True
 
 
 class VitImageProcessor(_VitPreprocessing, TorchvisionBackend):

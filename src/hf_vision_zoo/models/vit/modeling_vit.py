@@ -34,7 +34,7 @@ from ...layers import PatchEmbed, TransformerBlock
 from ...layers.masking import check_mask_ratio, gather_tokens, masking_from_mask, random_masking
 from ...layers.position_embedding import resample_position_embeddings, sincos_2d_position_embedding
 from ...layers.transformer import LayerScale
-from ...modeling_utils import ZooPreTrainedModel, check_labels, check_pixel_values
+from ...modeling_utils import ZooPreTrainedModel, check_labels, check_pixel_values, init_common_weights
 from .configuration_vit import VitConfig
 
 
@@ -143,14 +143,9 @@ class VitPreTrainedModel(ZooPreTrainedModel):
         learned position table, zero biases, unit LayerNorms, tiny normal prefix tokens; the sin-cos table is
         rebuilt from the config."""
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, LayerScale):
+        if init_common_weights(module, std, trunc_normal_types=(nn.Linear, nn.Conv2d)):
+            return
+        if isinstance(module, LayerScale):
             init.constant_(module.gamma, module.init_value)
         elif isinstance(module, VitEmbeddings):
             if self.config.position_embedding_type == "sincos":
