@@ -9,11 +9,15 @@ import os
 from pathlib import Path
 
 from .. import registry
-from . import crossvit, cvt, gmml, hpm, hyena_nd, mae, maskalign, ppma, sparsifiner, swin, vit
+from . import crossvit, cvt, gmml, hpm, hyena_nd, mae, ppma, swin, vit
+from . import maskalign
+from . import gmm_vit
+from . import sparsifiner
 from .common import ConversionError, load_state_dict_file, load_strict, save_atomically
 
-CONVERTERS = {"swin": swin, "cvt": cvt, "crossvit": crossvit, "vit": vit, "ppma": ppma, "mae": mae, "hyena_nd":
-              hyena_nd, "hpm": hpm, "gmml": gmml, "maskalign": maskalign, "sparsifiner": sparsifiner}
+CONVERTERS = {"swin": swin, "cvt": cvt, "crossvit": crossvit, "ppma": ppma, "vit": vit, "mae": mae, "hpm": hpm,
+              "hyena_nd": hyena_nd, "gmml": gmml,
+              "maskalign": maskalign, "gmm_vit": gmm_vit, "sparsifiner": sparsifiner}
 
 
 def _converter(arch: str):

@@ -13,6 +13,7 @@ from . import gmml  # noqa: F401
 from . import maskalign  # noqa: F401
 from . import mto  # noqa: F401
 from . import hybrid_distill  # noqa: F401
+from . import gmm_vit  # noqa: F401
 from . import sparsifiner  # noqa: F401
 from . import lookupvit  # noqa: F401
 from . import path_ensemble_vit  # noqa: F401
