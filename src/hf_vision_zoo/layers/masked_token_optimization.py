@@ -2,7 +2,7 @@
 Pre-training" (Choi, Lee, Joung, Park, Kim and Min, ECCV 2024, https://arxiv.org/abs/2404.08330).
 
 No official code was available to us and the PDF could not be read here, so this module implements only what the
-public descriptions state, plus choices of ours that are named as such (see /work/shared/papers/METHODS.md §41).
+public descriptions state, plus choices of ours that are named as such (the project notes on paper 41, METHODS.md §41).
 
 Stated by the paper's public descriptions (abstract, co-author page §2-§3, sciencestack summary):
 - a mask token should have *spatial randomness*, *substitutional consistency* (one shared learned embedding) and

@@ -1,8 +1,8 @@
 """Hybrid Distillation: Connecting Masked Autoencoders with Contrastive Learners (Shi, Zhang, Wang, Li, Dai, Zou,
 Xiong and Tian, ICLR 2024), https://arxiv.org/abs/2306.15876. No code was released (the authors' repository holds
 only a README); the PDF could not be read here. This is implemented from the public descriptions gathered in
-/work/shared/papers/METHODS.md §2 (arXiv and ICLR abstracts, OpenReview reviews); everything else is a zoo choice,
-listed below and exposed as a config field.
+the project notes on paper 2 (METHODS.md §2: arXiv and ICLR abstracts, OpenReview reviews); everything else is a zoo
+choice, listed below and exposed as a config field.
 
 Stated by those sources:
 - a ViT student is distilled from two frozen teachers at once: a supervised / contrastive teacher T_c (DeiT, CLIP),
