@@ -44,6 +44,11 @@ Differences from the official code (none changes the model or its losses):
   (`models_mae_learn_feature_loss.py`) are not implemented.
 Proven equal to the official code (teacher scores, mask, reconstruction, loss terms) by
 `tests/models/hpm/test_official_hpm.py`.
+
+Masked token optimization (`use_mto`, inherited from MAE, off by default; Choi et al., ECCV 2024,
+https://arxiv.org/abs/2404.08330): the MTO attention mask goes to the reconstruction decoder AND to the loss
+predictor (both see the mask tokens; a zoo choice), the singularity loss is taken on the reconstruction decoder's
+tokens and added to the loss (`mto_loss`). The teacher's scoring pass sees no mask token and is unchanged.
 """
 
 from dataclasses import dataclass
@@ -54,6 +59,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ...layers import TransformerBlock
+from ...layers.masked_token_optimization import run_blocks
 from ...layers.masking import check_mask_ratio, num_visible_tokens
 from ...modeling_utils import check_pixel_values
 from ..mae.modeling_mae import MaeDecoder, MaeForPreTraining, MaeModel, MaePreTrainedModel
@@ -73,6 +79,7 @@ class HpmForPreTrainingOutput(ModelOutput):
     hard_mask: `(batch, num_patches)` bool, the masked patches chosen for their high predicted loss (None when
         the mask was given).
     ids_restore, hidden_states, attentions: as in `MaeForPreTrainingOutput` (the encoder's).
+    mto_loss: the weighted MTO singularity loss, included in `loss` (None unless on).
     """
 
     loss: torch.FloatTensor | None = None
@@ -85,6 +92,7 @@ class HpmForPreTrainingOutput(ModelOutput):
     ids_restore: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    mto_loss: torch.FloatTensor | None = None
 
 
 class HpmLossPredictor(nn.Module):
@@ -104,11 +112,10 @@ class HpmLossPredictor(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.pred = nn.Linear(dim, config.patch_size**2 * config.num_channels)
 
-    def forward(self, decoder_input: torch.Tensor) -> torch.Tensor:
-        """`(B, P + N, D)` (`MaeDecoder.embed_tokens`) -> `(B, N)` predicted losses."""
-        x = decoder_input
-        for block in self.blocks:
-            x, _ = block(x)
+    def forward(self, decoder_input: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`(B, P + N, D)` (`MaeDecoder.embed_tokens`) -> `(B, N)` predicted losses; `attention_mask`: an
+        additive mask for every block (MTO's, already checked by `MaeDecoder.decode`)."""
+        x, _, _ = run_blocks(self.blocks, decoder_input, attention_mask)
         return self.pred(self.norm(x))[:, self.num_prefix_tokens:].mean(dim=-1)
 
 
@@ -313,20 +320,22 @@ class HpmForPreTraining(HpmPreTrainedModel, MaeForPreTraining):
         outputs = self.vit(pixel_values, mask=mask.bool(), interpolate_pos_encoding=interpolate_pos_encoding,
                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                            return_dict=True)
-        latent, ids_restore = outputs.last_hidden_state, outputs.ids_restore
-        logits = self.decoder(latent, ids_restore, grid)
-        predicted = self.loss_predictor(self.decoder.embed_tokens(latent, ids_restore, grid))
+        decoding = self.reconstruct(outputs.last_hidden_state, outputs.ids_restore, mask, grid)
+        logits = decoding.logits
+        predicted = self.loss_predictor(decoding.decoder_input, decoding.attention_mask)
         float_mask = mask.to(logits.dtype)
         reconstruction_loss = self.forward_loss(pixel_values, logits, float_mask)
         masked = mask.bool()
         batch, num_masked = mask.shape[0], int(masked[0].sum())
         targets = self.patch_losses(pixel_values, logits)[masked].reshape(batch, num_masked).detach()
         prediction_loss = self.loss_prediction_loss(predicted[masked].reshape(batch, num_masked), targets)
+        loss = reconstruction_loss + prediction_loss
+        if decoding.mto_loss is not None:
+            loss = loss + decoding.mto_loss
         return HpmForPreTrainingOutput(
-            loss=reconstruction_loss + prediction_loss, reconstruction_loss=reconstruction_loss,
-            loss_prediction_loss=prediction_loss, logits=logits, predicted_losses=predicted, mask=float_mask,
-            hard_mask=hard_mask, ids_restore=ids_restore, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions)
+            loss=loss, reconstruction_loss=reconstruction_loss, loss_prediction_loss=prediction_loss, logits=logits,
+            predicted_losses=predicted, mask=float_mask, hard_mask=hard_mask, ids_restore=outputs.ids_restore,
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions, mto_loss=decoding.mto_loss)
 
 
 __all__ = ["HpmPreTrainedModel", "HpmModel", "HpmForImageClassification", "HpmForPreTraining", "HpmLossPredictor",

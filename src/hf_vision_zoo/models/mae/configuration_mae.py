@@ -5,10 +5,14 @@ https://arxiv.org/abs/2111.06377).
 pre-training objective. Field names follow transformers' `ViTMAEConfig` (decoder_hidden_size,
 decoder_num_hidden_layers, decoder_num_attention_heads, mask_ratio, norm_pix_loss); the decoder MLP is given as a
 ratio like the encoder's.
+
+The `use_mto` / `mto_*` fields switch on masked token optimization (Choi et al., ECCV 2024,
+https://arxiv.org/abs/2404.08330) in the decoder, where MAE's mask tokens are; off by default (plain MAE).
 """
 
 from huggingface_hub.dataclasses import strict
 
+from ...layers.masked_token_optimization import check_mto_config
 from ..vit.configuration_vit import VitConfig
 
 
@@ -21,6 +25,11 @@ class MaeConfig(VitConfig):
     decoder_*: the lightweight decoder that sees every token (the encoded ones plus mask tokens).
     mask_ratio: fraction of patches removed before the encoder, in [0, 1).
     norm_pix_loss: regress each patch's pixels normalised by that patch's mean and variance (paper Table 1c).
+    use_mto: masked token optimization in the decoder (off = MAE exactly); the `mto_*` fields are `MtoConfig`'s:
+    mto_recalibration_weight: factor in [0, 1] on the attention of visible decoder tokens to mask tokens (0 = the
+        mask tokens are excluded from the visible tokens' aggregation, 1 = no change).
+    mto_singularity_weight: coefficient of the zoo's data-singularity loss on the decoder tokens (0 = off).
+    mto_singularity_schedule: its depth weighting, "linear_decay", "uniform" or "input".
     """
 
     model_type = "zoo_mae"
@@ -32,6 +41,10 @@ class MaeConfig(VitConfig):
     decoder_mlp_ratio: float | int = 4.0
     mask_ratio: float | int = 0.75
     norm_pix_loss: bool = False
+    use_mto: bool = False
+    mto_recalibration_weight: float | int = 0.0
+    mto_singularity_weight: float | int = 0.0
+    mto_singularity_schedule: str = "linear_decay"
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -47,6 +60,7 @@ class MaeConfig(VitConfig):
             raise ValueError(f"decoder_mlp_ratio must be positive, got {self.decoder_mlp_ratio}")
         if isinstance(self.mask_ratio, bool) or not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        check_mto_config(self)
 
 
 __all__ = ["MaeConfig"]

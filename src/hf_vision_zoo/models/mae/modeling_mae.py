@@ -18,9 +18,17 @@ Differences from the official code / transformers:
 - at an input size other than `image_size` (`interpolate_pos_encoding=True`) the decoder's sin-cos table is
   recomputed for the new grid (transformers resamples it along the flattened sequence);
 - the encoder and decoder may use register tokens or no [CLS] token (the decoder passes every prefix token through).
+
+Masked token optimization (MTO; Choi et al., ECCV 2024, https://arxiv.org/abs/2404.08330), off by default
+(`config.use_mto`): MAE's mask tokens live in the decoder, so the decoder blocks get MTO's additive attention mask
+(visible and prefix tokens' attention to mask tokens times `mto_recalibration_weight`, 0 = excluded) and
+`mto_singularity_weight * singularity_loss` over the decoder's input and block outputs is added to the loss
+(`mto_loss` output). What is the paper's and what the zoo's choice: `layers/masked_token_optimization.py`.
+With `use_mto=False` (or weight 1 and no singularity loss) the model is plain MAE, bit for bit.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -29,10 +37,17 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ...layers import TransformerBlock
+from ...layers.masked_token_optimization import MaskedTokenOptimizationMixin, run_blocks
 from ...layers.masking import restore_tokens
 from ...layers.position_embedding import sincos_2d_position_embedding
 from ...modeling_utils import check_pixel_values
-from ..vit.modeling_vit import VitEmbeddings, VitForImageClassification, VitModel, VitPreTrainedModel
+from ..vit.modeling_vit import (
+    VitEmbeddings,
+    VitForImageClassification,
+    VitModel,
+    VitPreTrainedModel,
+    check_attention_mask,
+)
 from .configuration_mae import MaeConfig
 
 
@@ -44,6 +59,8 @@ class MaeForPreTrainingOutput(ModelOutput):
     mask: `(batch, num_patches)`, 1 for masked (removed) patches, 0 for visible ones.
     ids_restore: `(batch, num_patches)`, the permutation that restores patch order.
     hidden_states / attentions: the encoder's (visible tokens only).
+    mto_loss: the weighted MTO singularity loss, already included in `loss` (None unless `use_mto` with
+        `mto_singularity_weight > 0`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -52,6 +69,16 @@ class MaeForPreTrainingOutput(ModelOutput):
     ids_restore: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    mto_loss: torch.FloatTensor | None = None
+
+
+class MaeDecoding(NamedTuple):
+    """What `MaeForPreTraining.reconstruct` returns."""
+
+    decoder_input: torch.Tensor  # (B, P + N, D): embedded tokens + mask tokens + positions
+    attention_mask: torch.Tensor | None  # the MTO mask given to the decoder blocks (None without MTO)
+    logits: torch.Tensor  # (B, N, p*p*C)
+    mto_loss: torch.Tensor | None
 
 
 class MaeDecoder(nn.Module):
@@ -94,14 +121,23 @@ class MaeDecoder(nn.Module):
             positions = self.fixed_position_embeddings(grid).to(x)
         return x + positions
 
-    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor,
-                grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """`latent`: `(B, P + V, C)` encoder output (prefix tokens first); `ids_restore`: `(B, N)`.
+    def decode(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Blocks, norm and head on the decoder input `(B, P + N, D)`; returns the `(B, N, p*p*C)` predictions and
+        (if asked) the input and every block's output. `attention_mask`: additive, broadcastable to
+        `(B, heads, P + N, P + N)`."""
+        if attention_mask is not None:
+            attention_mask = check_attention_mask(attention_mask, x.shape[0], self.config.decoder_num_attention_heads,
+                                                  x.shape[1], x)
+        x, hidden_states, _ = run_blocks(self.blocks, x, attention_mask, output_hidden_states)
+        return self.pred(self.norm(x))[:, self.num_prefix_tokens:], hidden_states
+
+    def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int] | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`latent`: `(B, P + V, C)` encoder output (prefix tokens first); `ids_restore`: `(B, N)`;
+        `attention_mask`: optional additive mask for every decoder block (see `decode`).
         Returns `(B, N, patch_size**2 * num_channels)` in patch order."""
-        x = self.embed_tokens(latent, ids_restore, grid)
-        for block in self.blocks:
-            x, _ = block(x)
-        return self.pred(self.norm(x))[:, self.num_prefix_tokens:]
+        return self.decode(self.embed_tokens(latent, ids_restore, grid), attention_mask)[0]
 
 
 class MaePreTrainedModel(VitPreTrainedModel):
@@ -142,8 +178,9 @@ class MaeForImageClassification(MaePreTrainedModel, VitForImageClassification):
     with `pooling="mean"`, i.e. fc_norm on the mean patch token)."""
 
 
-class MaeForPreTraining(MaePreTrainedModel):
-    """MAE pre-training: visible-only ViT encoder + decoder + masked pixel regression (see module doc)."""
+class MaeForPreTraining(MaskedTokenOptimizationMixin, MaePreTrainedModel):
+    """MAE pre-training: visible-only ViT encoder + decoder + masked pixel regression, optionally with MTO in the
+    decoder (see module doc)."""
 
     def __init__(self, config: MaeConfig):
         super().__init__(config)
@@ -199,6 +236,21 @@ class MaeForPreTraining(MaePreTrainedModel):
             return loss.mean()
         return (loss * mask).sum() / masked
 
+    def reconstruct(self, latent: torch.Tensor, ids_restore: torch.Tensor | None, mask: torch.Tensor | None,
+                    grid: tuple[int, int] | None = None) -> MaeDecoding:
+        """Decode the encoder output `latent` (`(B, P + V, C)`) with MTO when `config.use_mto`: `mask` `(B, N)`
+        (1/True = masked, patch order) sets which decoder tokens are mask tokens."""
+        decoder_input = self.decoder.embed_tokens(latent, ids_restore, grid)
+        if mask is None:
+            attention_mask, need_hidden = None, False
+        else:
+            mask = mask.bool()
+            attention_mask = self.mto_attention_mask(mask, self.decoder.num_prefix_tokens, decoder_input.dtype)
+            need_hidden = self.config.use_mto and self.config.mto_singularity_weight > 0
+        logits, hidden_states = self.decoder.decode(decoder_input, attention_mask, need_hidden)
+        mto = self.mto_loss(hidden_states, mask, self.decoder.num_prefix_tokens) if need_hidden else None
+        return MaeDecoding(decoder_input, attention_mask, logits, mto)
+
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, mask_ratio: float | None = None,
@@ -223,11 +275,14 @@ class MaeForPreTraining(MaePreTrainedModel):
                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                            return_dict=True)
         grid = (height // patch, width // patch)
-        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid)
-        loss = self.forward_loss(pixel_values, logits, outputs.mask)
-        return MaeForPreTrainingOutput(loss=loss, logits=logits, mask=outputs.mask, ids_restore=outputs.ids_restore,
-                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        decoding = self.reconstruct(outputs.last_hidden_state, outputs.ids_restore, outputs.mask, grid)
+        loss = self.forward_loss(pixel_values, decoding.logits, outputs.mask)
+        if decoding.mto_loss is not None:
+            loss = loss + decoding.mto_loss
+        return MaeForPreTrainingOutput(loss=loss, logits=decoding.logits, mask=outputs.mask,
+                                       ids_restore=outputs.ids_restore, hidden_states=outputs.hidden_states,
+                                       attentions=outputs.attentions, mto_loss=decoding.mto_loss)
 
 
 __all__ = ["MaePreTrainedModel", "MaeModel", "MaeForImageClassification", "MaeForPreTraining", "MaeDecoder",
-           "MaeForPreTrainingOutput"]
+           "MaeForPreTrainingOutput", "MaeDecoding"]

@@ -13,7 +13,9 @@ What the zoo adds for masked image modeling (MAE, HPM, GMML, MaskAlign, MTO, Hyb
   gathered (before the blocks) and encoded, so masked tokens cost nothing and are never attended to;
 - `bool_masked_pos`: masked patch embeddings are replaced by a learnable mask token (SimMIM/GMML style) and every
   token is encoded;
-- `hidden_states` (every block) and `attentions` for feature/relation distillation.
+- `hidden_states` (every block) and `attentions` for feature/relation distillation;
+- `attention_mask`: an additive mask given to every block (e.g. MTO's recalibration, see
+  `layers/masked_token_optimization.py`), checked by `check_attention_mask`.
 
 Differences from timm / transformers, none of which changes the output at the configured `image_size`:
 - another input size needs `interpolate_pos_encoding=True` (bicubic resize of the position table; sides that are not
@@ -31,6 +33,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ...layers import PatchEmbed, TransformerBlock
+from ...layers.masked_token_optimization import run_blocks
 from ...layers.masking import check_mask_ratio, gather_tokens, masking_from_mask, random_masking
 from ...layers.position_embedding import resample_position_embeddings, sincos_2d_position_embedding
 from ...layers.transformer import LayerScale
@@ -57,6 +60,24 @@ class VitModelOutput(ModelOutput):
     mask: torch.FloatTensor | None = None
     ids_restore: torch.LongTensor | None = None
     ids_keep: torch.LongTensor | None = None
+
+
+def check_attention_mask(attention_mask, batch: int, num_heads: int, tokens: int,
+                         reference: torch.Tensor) -> torch.Tensor:
+    """Check that `attention_mask` is an additive float mask broadcastable to `(batch, num_heads, tokens, tokens)`
+    and return it on the device and in the dtype of `reference` (the blocks' input)."""
+    target = (batch, num_heads, tokens, tokens)
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a float tensor broadcastable to {target} (batch, heads, tokens, "
+                        f"tokens), got {type(attention_mask).__name__}")
+    if not attention_mask.is_floating_point():
+        raise TypeError(f"attention_mask must be an additive float mask (0 = attend, large negative = blocked), got "
+                        f"{attention_mask.dtype}; convert a bool mask with masked_fill(torch.finfo(dtype).min)")
+    shape = tuple(attention_mask.shape)
+    if len(shape) > 4 or any(size not in (1, full) for size, full in zip(shape[::-1], target[::-1])):
+        raise ValueError(f"attention_mask of shape {shape} does not broadcast to {target} (batch, heads, tokens, "
+                         f"tokens; tokens = prefix tokens + encoded patch tokens)")
+    return attention_mask.to(device=reference.device, dtype=reference.dtype)
 
 
 class VitEmbeddings(nn.Module):
@@ -208,13 +229,16 @@ class VitModel(VitPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor | None = None, bool_masked_pos: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, mask_ratio: float | None = None, mask: torch.Tensor | None = None,
                 interpolate_pos_encoding: bool = False, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, **kwargs) -> VitModelOutput:
+                output_attentions: bool | None = None, attention_mask: torch.Tensor | None = None,
+                **kwargs) -> VitModelOutput:
         r"""
         bool_masked_pos: `(batch, num_patches)` bool; those patch embeddings become the mask token (all encoded).
         noise: `(batch, num_patches)` float; with `mask_ratio`, MAE's random masking (smallest noise kept).
         mask_ratio: fraction of patches to remove, in [0, 1); without `noise`, uniform noise is drawn.
         mask: `(batch, num_patches)` bool, True = removed; every row removes as many patches.
         interpolate_pos_encoding: resize the position table to the input's patch grid.
+        attention_mask: additive float mask given to every block, broadcastable to `(batch, heads, P + V, P + V)`
+            over the encoded tokens (prefix first, then the encoded patches in `ids_keep` order).
         """
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
@@ -226,22 +250,18 @@ class VitModel(VitPreTrainedModel):
         if masking is not None:  # gather BEFORE the blocks: removed patches are never computed nor attended to
             tokens = gather_tokens(tokens, masking.ids_keep)
         hidden = self.embeddings.dropout(torch.cat([prefix, tokens], dim=1))
-        all_hidden = [hidden] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for block in self.blocks:
-            hidden, probs = block(hidden, None, output_attentions)
-            if output_hidden_states:
-                all_hidden.append(hidden)
-            if output_attentions:
-                attentions.append(probs)
+        if attention_mask is not None:
+            attention_mask = check_attention_mask(attention_mask, hidden.shape[0], self.config.num_attention_heads,
+                                                  hidden.shape[1], hidden)
+        hidden, all_hidden, attentions = run_blocks(self.blocks, hidden, attention_mask, output_hidden_states,
+                                                    output_attentions)
         sequence = self.layernorm(hidden)
         pooled = self.pool(sequence)
         if self.pooler is not None:
             pooled = self.pooler(pooled)
         return VitModelOutput(
             last_hidden_state=sequence, pooler_output=pooled,
-            hidden_states=tuple(all_hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
+            hidden_states=all_hidden, attentions=attentions,
             mask=masking.mask if masking is not None else None,
             ids_restore=masking.ids_restore if masking is not None else None,
             ids_keep=masking.ids_keep if masking is not None else None,
@@ -294,4 +314,5 @@ class VitForImageClassification(VitPreTrainedModel):
                                      attentions=outputs.attentions)
 
 
-__all__ = ["VitPreTrainedModel", "VitModel", "VitForImageClassification", "VitModelOutput", "VitEmbeddings"]
+__all__ = ["VitPreTrainedModel", "VitModel", "VitForImageClassification", "VitModelOutput", "VitEmbeddings",
+           "check_attention_mask"]
