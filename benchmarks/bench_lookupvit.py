@@ -21,12 +21,13 @@ import argparse
 import csv
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import time_forward  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VIT_B16 = dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -62,10 +63,6 @@ def _expected_flops(model) -> int:
     return estimate_vit_flops(model.config, with_classifier=True)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
 def worker(name: str, settings: dict, batch: int, repeats: int, warmup: int, threads: int, clock_name: str) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -73,18 +70,7 @@ def worker(name: str, settings: dict, batch: int, repeats: int, warmup: int, thr
     torch.set_num_threads(threads)
     model = _build(name, settings).eval()
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    clock = time.process_time if clock_name == "cpu" else time.perf_counter
-    rss_before = _rss_mb()
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        times, wall = [], []
-        for _ in range(repeats):
-            start, start_wall = clock(), time.perf_counter()
-            model(x)
-            times.append(clock() - start)
-            wall.append(time.perf_counter() - start_wall)
-        rss_after = _rss_mb()
+    times, wall, rss_before, rss_after = time_forward(model, x, warmup, repeats, clock_name)
     model.set_attn_implementation("eager")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x[:1])

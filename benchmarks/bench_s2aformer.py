@@ -21,12 +21,13 @@ import argparse
 import csv
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import time_forward  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = {"s2aformer": "s2aformer (default config, reconstruction)",
@@ -44,10 +45,6 @@ def _build(name: str):
     return hf_vision_zoo.create_model(MODELS["swin"])
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
 def worker(name: str, batch: int, repeats: int, warmup: int, threads: int, size: int, clock_name: str) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -55,18 +52,7 @@ def worker(name: str, batch: int, repeats: int, warmup: int, threads: int, size:
     torch.set_num_threads(threads)
     model = _build(name).eval()
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
-    clock = time.process_time if clock_name == "cpu" else time.perf_counter
-    rss_before = _rss_mb()
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        times, wall = [], []
-        for _ in range(repeats):
-            start, start_wall = clock(), time.perf_counter()
-            model(x)
-            times.append(clock() - start)
-            wall.append(time.perf_counter() - start_wall)
-        rss_after = _rss_mb()
+    times, wall, rss_before, rss_after = time_forward(model, x, warmup, repeats, clock_name)
     model.set_attn_implementation("eager")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x[:1])

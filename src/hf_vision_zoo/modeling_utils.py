@@ -158,3 +158,18 @@ class NormedStagesBackbone(BackboneMixin):
         feature_maps = tuple(self.hidden_states_norms[stage](hidden.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
                              for stage, hidden in zip(self.stage_names, maps) if stage in self.out_features)
         return BackboneOutput(feature_maps=feature_maps, hidden_states=maps, attentions=outputs.attentions)
+
+
+class PooledLinearClassifierMixin:
+    """The head most zoo classifiers share: a Linear on the encoder's `pooler_output` (Identity when
+    `num_labels == 0`), the encoder stored under `base_model_prefix`."""
+
+    def add_pooled_classifier(self, encoder: nn.Module, in_features: int) -> None:
+        setattr(self, self.base_model_prefix, encoder)
+        self.num_labels = self.config.num_labels
+        self.classifier = nn.Linear(in_features, self.num_labels) if self.num_labels > 0 else nn.Identity()
+
+    def classify_pooled(self, pixel_values, labels, loss_kwargs: dict, **encoder_kwargs) -> ImageClassifierOutput:
+        # the encoder's output is used by field, whatever config.return_dict
+        outputs = getattr(self, self.base_model_prefix)(pixel_values, return_dict=True, **encoder_kwargs)
+        return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **loss_kwargs)

@@ -35,9 +35,9 @@ from transformers.utils.generic import can_return_tuple
 
 from ...layers import DropPath, Mlp, get_cpu_tuned_attention_function
 from ...modeling_utils import (
+    PooledLinearClassifierMixin,
     ZooPreTrainedModel,
     check_pixel_values,
-    image_classifier_output,
     init_common_weights,
     stage_hidden_states,
 )
@@ -292,23 +292,20 @@ class CvtModel(CvtPreTrainedModel):
         )
 
 
-class CvtForImageClassification(CvtPreTrainedModel):
+class CvtForImageClassification(PooledLinearClassifierMixin, CvtPreTrainedModel):
     """CvT with the official head: Linear on the LayerNorm-ed class token (`pooler_output`)."""
 
     def __init__(self, config: CvtConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.cvt = CvtModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.add_pooled_classifier(CvtModel(config), config.hidden_size)
         self.post_init()
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 **kwargs) -> ImageClassifierOutput:
-        outputs = self.cvt(pixel_values, output_hidden_states=output_hidden_states,
-                           output_attentions=output_attentions, return_dict=True)
-        return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **kwargs)
+        return self.classify_pooled(pixel_values, labels, kwargs, output_hidden_states=output_hidden_states,
+                                    output_attentions=output_attentions)
 
 
 class CvtBackbone(BackboneMixin, CvtPreTrainedModel):

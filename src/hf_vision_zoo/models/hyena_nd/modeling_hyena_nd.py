@@ -41,7 +41,7 @@ from ...layers.hyena import (
     Sin,
     hyena_positional_embedding,
 )
-from ...modeling_utils import ZooPreTrainedModel, check_pixel_values, image_classifier_output, init_common_weights
+from ...modeling_utils import PooledLinearClassifierMixin, ZooPreTrainedModel, check_pixel_values, init_common_weights
 from ..vit.configuration_vit import VitConfig
 from ..vit.modeling_vit import VitEmbeddings
 from .configuration_hyena_nd import HyenaNdConfig
@@ -194,24 +194,20 @@ class HyenaNdModel(HyenaNdPreTrainedModel):
         )
 
 
-class HyenaNdForImageClassification(HyenaNdPreTrainedModel):
+class HyenaNdForImageClassification(PooledLinearClassifierMixin, HyenaNdPreTrainedModel):
     """Hyena N-D with a linear classifier on the pooled feature (the official `head`)."""
 
     def __init__(self, config: HyenaNdConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.hyena_nd = HyenaNdModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.add_pooled_classifier(HyenaNdModel(config), config.hidden_size)
         self.post_init()
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 interpolate_pos_encoding: bool = False, output_hidden_states: bool | None = None,
                 output_attentions: bool | None = None, **kwargs) -> ImageClassifierOutput:
-        outputs = self.hyena_nd(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding,
-                                output_hidden_states=output_hidden_states, output_attentions=output_attentions,
-                                return_dict=True)  # the encoder's output is used by field, whatever config.return_dict
-        return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **kwargs)
+        return self.classify_pooled(pixel_values, labels, kwargs, interpolate_pos_encoding=interpolate_pos_encoding,
+                                    output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
 
 __all__ = ["HyenaNdPreTrainedModel", "HyenaNdModel", "HyenaNdForImageClassification", "HyenaNdBlock"]

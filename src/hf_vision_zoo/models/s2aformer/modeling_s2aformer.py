@@ -63,11 +63,11 @@ from transformers.utils.generic import can_return_tuple
 
 from ...layers import DropPath, Mlp, PatchEmbed, get_attention_function
 from ...modeling_utils import (
+    PooledLinearClassifierMixin,
     NormedStagesBackbone,
     ZooPreTrainedModel,
     check_pixel_values,
     hierarchical_encoder_output,
-    image_classifier_output,
     init_common_weights,
     run_map_stages,
 )
@@ -315,23 +315,20 @@ class S2AFormerModel(S2AFormerPreTrainedModel):
                                            self.add_pooling_layer)
 
 
-class S2AFormerForImageClassification(S2AFormerPreTrainedModel):
+class S2AFormerForImageClassification(PooledLinearClassifierMixin, S2AFormerPreTrainedModel):
     """S2AFormer with a linear classifier on the pooled features."""
 
     def __init__(self, config: S2AFormerConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.s2aformer = S2AFormerModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.add_pooled_classifier(S2AFormerModel(config), config.hidden_size)
         self.post_init()
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 **kwargs) -> ImageClassifierOutput:
-        outputs = self.s2aformer(pixel_values, output_hidden_states=output_hidden_states,
-                                 output_attentions=output_attentions, return_dict=True)
-        return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **kwargs)
+        return self.classify_pooled(pixel_values, labels, kwargs, output_hidden_states=output_hidden_states,
+                                    output_attentions=output_attentions)
 
 
 class S2AFormerBackbone(NormedStagesBackbone, S2AFormerPreTrainedModel):

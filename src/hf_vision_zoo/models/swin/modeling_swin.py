@@ -40,11 +40,11 @@ from ...layers import (
 )
 from ...layers.window import window_partition_index
 from ...modeling_utils import (
+    PooledLinearClassifierMixin,
     NormedStagesBackbone,
     ZooPreTrainedModel,
     check_pixel_values,
     hierarchical_encoder_output,
-    image_classifier_output,
     init_common_weights,
     run_map_stages,
 )
@@ -324,24 +324,21 @@ class SwinModel(SwinPreTrainedModel):
         return hierarchical_encoder_output(SwinModelOutput, x, maps, attentions, self.layernorm, self.add_pooling_layer)
 
 
-class SwinForImageClassification(SwinPreTrainedModel):
+class SwinForImageClassification(PooledLinearClassifierMixin, SwinPreTrainedModel):
     """Swin with a linear classifier on the pooled features (the official `head`)."""
 
     def __init__(self, config: SwinConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
-        self.swin = SwinModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.add_pooled_classifier(SwinModel(config), config.hidden_size)
         self.post_init()
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 interpolate_pos_encoding: bool = False, **kwargs) -> ImageClassifierOutput:
-        outputs = self.swin(pixel_values, output_hidden_states=output_hidden_states,
-                            output_attentions=output_attentions, interpolate_pos_encoding=interpolate_pos_encoding,
-                            return_dict=True)  # the encoder's output is used by field, whatever config.return_dict
-        return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **kwargs)
+        return self.classify_pooled(pixel_values, labels, kwargs, output_hidden_states=output_hidden_states,
+                                    output_attentions=output_attentions,
+                                    interpolate_pos_encoding=interpolate_pos_encoding)
 
 
 class SwinBackbone(NormedStagesBackbone, SwinPreTrainedModel):
