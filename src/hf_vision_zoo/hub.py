@@ -260,8 +260,12 @@ def _arxiv_id(url: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------------- model cards
+CARD_TASKS = ("image-classification", "pretraining")
+
+
 def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float], training_args: dict,
-                     variant: str | None = None, model_id: str | None = None) -> ModelCard:
+                     variant: str | None = None, model_id: str | None = None,
+                     task: str = "image-classification") -> ModelCard:
     """The model card of the checkpoint saved in `model_dir` (config.json and preprocessor_config.json are read).
 
     dataset_name: the data the model was trained/evaluated on (a Hub dataset id such as "fashion_mnist" goes into the
@@ -271,7 +275,13 @@ def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float],
     training_args: the run's settings (epochs, batch size, lr, ...), shown as the training set-up table.
     variant: the registry variant the model was built from, if any.
     model_id: the id shown in the usage snippet (default: the folder's name; `publish` points it at the repo).
+    task: "image-classification" (a classifier: pipeline tag, model-index results and a `pipeline` snippet) or
+        "pretraining" (a self-supervised checkpoint: feature-extraction pipeline tag and tags, the metrics are its
+        final training losses, shown in the body only, and the snippet loads the encoder with `AutoModel`).
     """
+    if task not in CARD_TASKS:
+        raise ValueError(f"task must be one of {CARD_TASKS}, got {task!r}")
+    pretraining = task == "pretraining"
     model_dir = Path(model_dir)
     config = _read_json(model_dir / "config.json", "the model config")
     pre = _read_json(model_dir / "preprocessor_config.json", "the image processor config")
@@ -298,7 +308,8 @@ def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float],
     params = sum(p.numel() for p in _meta_model(AutoConfig.from_pretrained(str(model_dir))).parameters())
     input_size = _input_size(pre)
     arxiv = _arxiv_id(arch.paper_url)
-    tags = [ZOO_TAG, "image-classification", "vision", arch.name] + ([f"arxiv:{arxiv}"] if arxiv else [])
+    tags = ([ZOO_TAG, "self-supervised", "masked-image-modeling", "image-feature-extraction"] if pretraining
+            else [ZOO_TAG, "image-classification"]) + ["vision", arch.name] + ([f"arxiv:{arxiv}"] if arxiv else [])
     base_model = training_args.get("base_model")
     eval_results = [
         EvalResult(task_type="image-classification", task_name="Image Classification",
@@ -306,14 +317,14 @@ def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float],
                    dataset_split=split if isinstance(split, str) else None,
                    metric_type=mtype, metric_name=name, metric_value=value)
         for _, mtype, name, value in entries
-    ]
+    ] if not pretraining else None  # training losses are not evaluation results
     card_data = ModelCardData(
         library_name="transformers",
-        pipeline_tag="image-classification",
+        pipeline_tag="image-feature-extraction" if pretraining else "image-classification",
         license=arch.license,
         tags=tags,
         datasets=[dataset_name] if hub_dataset else None,
-        metrics=sorted({mtype for _, mtype, _, _ in entries}),
+        metrics=None if pretraining else sorted({mtype for _, mtype, _, _ in entries}),
         base_model=base_model if isinstance(base_model, str) and _looks_like_hub_id(base_model) else None,
         model_name=model_name,
         eval_results=eval_results,
@@ -332,12 +343,38 @@ def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float],
     variant_text = (f"`{var.name}` (published on {var.dataset}"
                     + (f", top-1 {var.top1:.1f}%" if var.top1 else "") + ")") if var else "custom configuration"
     class_name = _md((config.get("architectures") or ["?"])[0])
+    method = arch.display_name or arch.name
+    intro = (f"A {method} self-supervised **pre-training checkpoint** (`{class_name}`: encoder plus pre-training "
+             f"heads) trained on the images of **{dataset_label}** with `hf_vision_zoo` (labels not used). It is not "
+             f"a classifier: fine-tune or linearly probe its encoder (`hf-vision-zoo train --pretrained "
+             f"{model_name} [--linear-probe] ...`), or load the encoder with `AutoModel`." if pretraining else
+             f"A {arch.paper.split(':')[0]} (`{arch.name}`) image classifier trained on **{dataset_label}** with "
+             "`hf_vision_zoo`: a plain transformers model (safetensors weights) that loads with "
+             "`AutoModelForImageClassification` and `pipeline` once `hf_vision_zoo` is imported.")
+    usage = ([
+        "```python",
+        "import hf_vision_zoo  # registers the zoo's architectures with transformers",
+        "from transformers import AutoModel, AutoModelForPreTraining",
+        f'encoder = AutoModel.from_pretrained("{model_name}")  # the pre-trained encoder (pre-training heads dropped)',
+        f'model = AutoModelForPreTraining.from_pretrained("{model_name}")  # the whole pre-training model',
+        "```",
+        "",
+        "Fine-tuning: `hf-vision-zoo train --pretrained MODEL_DIR --dataset ...`; linear probe: add "
+        "`--linear-probe`.",
+    ] if pretraining else [
+        "```python",
+        "import hf_vision_zoo  # registers the zoo's architectures with transformers",
+        "from transformers import pipeline",
+        f'classifier = pipeline("image-classification", model="{model_name}")',
+        'print(classifier("image.jpg"))',
+        "```",
+        "",
+        "Or from the command line: `hf-vision-zoo predict MODEL_DIR image.jpg`.",
+    ])
     lines = [
         f"# {model_name}",
         "",
-        f"A {arch.paper.split(':')[0]} (`{arch.name}`) image classifier trained on **{dataset_label}** with "
-        "`hf_vision_zoo`: a plain transformers model (safetensors weights) that loads with "
-        "`AutoModelForImageClassification` and `pipeline` once `hf_vision_zoo` is imported.",
+        intro,
         "",
         "## Model details",
         "",
@@ -367,7 +404,7 @@ def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float],
         "|---|---|",
         *([f"| {_md(k)} | {_md(v)} |" for k, v in training_args.items()] or ["| (not recorded) | |"]),
         "",
-        "## Results",
+        "## Final training losses" if pretraining else "## Results",
         "",
         "| metric | value | dataset |",
         "|---|---|---|",
@@ -379,14 +416,7 @@ def build_model_card(model_dir, *, dataset_name: str, metrics: dict[str, float],
             *[f"| {_md(label)} | {value:.4f} |" for label, value in table.items()], "")],
         "## How to use",
         "",
-        "```python",
-        "import hf_vision_zoo  # registers the zoo's architectures with transformers",
-        "from transformers import pipeline",
-        f'classifier = pipeline("image-classification", model="{model_name}")',
-        'print(classifier("image.jpg"))',
-        "```",
-        "",
-        "Or from the command line: `hf-vision-zoo predict MODEL_DIR image.jpg`.",
+        *usage,
         "",
         "## Citation",
         "",
@@ -651,6 +681,6 @@ def update_index(model_dir, name: str, *, model_cards_dir=None, repo_id: str | N
     return entry
 
 
-__all__ = ["CITATIONS", "CheckpointError", "CheckpointFolder", "build_model_card", "check_checkpoint_folder",
+__all__ = ["CARD_TASKS", "CITATIONS", "CheckpointError", "CheckpointFolder", "build_model_card", "check_checkpoint_folder",
            "count_parameters", "describe_preprocessing", "index_entry", "publish", "read_index", "update_index",
            "write_index", "write_model_card"]

@@ -125,6 +125,28 @@ def test_card_needs_a_zoo_checkpoint(tiny_swin_dir):
         hub.build_model_card(tiny_swin_dir, dataset_name="x", metrics={"top1": 1.0}, training_args={})
 
 
+def test_pretraining_card(tmp_path):
+    """`task="pretraining"`: a self-supervised encoder's card (feature-extraction tags, losses not reported as
+    evaluation results, `AutoModel` usage), not an image classifier's."""
+    from hf_vision_zoo import registry
+
+    folder = tmp_path / "mae-run"
+    arch = registry.get_architecture("mae")
+    arch.model_classes["pretraining"](arch.config_class(**arch.tiny_config)).save_pretrained(folder)
+    registry.create_image_processor("mae").save_pretrained(folder)
+    card = hub.build_model_card(folder, dataset_name="fashion_mnist", metrics={"train_loss": 0.74},
+                                training_args={"epochs": 1}, task="pretraining")
+    meta = front_matter(str(card))
+    assert meta["pipeline_tag"] == "image-feature-extraction"
+    assert "self-supervised" in meta["tags"] and "image-classification" not in meta["tags"]
+    assert "model-index" not in meta and "metrics" not in meta
+    assert "pre-training checkpoint" in card.text and "image classifier" not in card.text
+    assert 'AutoModel.from_pretrained("mae-run")' in card.text and "pipeline(" not in card.text
+    assert "## Final training losses" in card.text and "| 0.7400 |" in card.text
+    with pytest.raises(ValueError, match="task must be one of"):
+        hub.build_model_card(folder, dataset_name="x", metrics={"top1": 1.0}, training_args={}, task="detection")
+
+
 # ------------------------------------------------------------------------------------------- checkpoint checking
 def test_complete_checkpoint_passes(tiny_swin_dir):
     found = hub.check_checkpoint_folder(tiny_swin_dir)

@@ -8,10 +8,16 @@ and the linear-probe head (BatchNorm folded into the saved linear layer)."""
 
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from training_helpers import REPO, subprocess_env
 
 from hf_vision_zoo import registry
 from hf_vision_zoo.hub import check_checkpoint_folder
@@ -59,6 +65,7 @@ def test_mae_pretraining_beats_random_init_in_a_linear_probe(tmp_path):
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     card = (run.output_dir / "README.md").read_text()
     assert "pre-training checkpoint" in card and "MAE" in card
+    assert "pipeline_tag: image-feature-extraction" in card and "- image-classification" not in card
     pretrained = train(probe_args(tmp_path, "probe-pretrained", pretrained=str(run.output_dir)))
     random_init = train(probe_args(tmp_path, "probe-random", model="mae", model_overrides=list(TINY_MAE)))
     top1_pre, top1_random = pretrained.metrics["top1_accuracy"], random_init.metrics["top1_accuracy"]
@@ -88,6 +95,47 @@ def test_pretraining_stopped_then_resumed_matches_an_uninterrupted_run(tmp_path)
         assert ha["train_loss"] == pytest.approx(hb["train_loss"], abs=1e-6)
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
+
+
+@pytest.mark.slow
+def test_killed_pretraining_resumes_exactly(tmp_path):
+    """SIGKILL `examples/pretrain.py` after its second checkpoint; `--resume latest` ends where an uninterrupted run
+    ends (weights at 1e-6), and the killed run left no final folder behind."""
+    overrides = TINY_MAE + ["drop_path_rate=0.1"]
+    settings = dict(max_train_samples=512, gradient_accumulation_steps=2, checkpoint_every=1, keep_checkpoints=2)
+    reference = pretrain(pretrain_args(tmp_path / "ref", model_overrides=overrides, **settings))
+    assert reference.global_step == 16  # 512 images, batch 32, 2 micro-batches per step, 2 epochs
+    out = tmp_path / "k" / "mae"
+    cmd = [sys.executable, str(REPO / "examples" / "pretrain.py"), "--model", "mae", "--model-overrides", *overrides,
+           "--max-train-samples", "512", "--epochs", "2", "--batch-size", "32", "--learning-rate", "2e-3",
+           "--warmup-steps", "2", "--num-threads", "1", "--seed", "5", "--gradient-accumulation-steps", "2",
+           "--checkpoint-every", "1", "--keep-checkpoints", "2", "--no-progress", "--report-to", "none",
+           "--output-dir", str(out)]
+    process = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_dir = out.parent / "mae-run"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if (run_dir / "checkpoints" / "step_00000002").is_dir():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, process.stdout.read().decode()[-2000:]
+    assert not out.exists()
+    done = [int(p.name[5:]) for p in checkpoint_dirs(run_dir)]
+    assert done and max(done) < 16
+
+    resumed = subprocess.run(cmd + ["--resume", "latest"], env=subprocess_env(), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed from {run_dir / 'checkpoints'}" in resumed.stdout
+    expected, got = load_file(str(reference.output_dir / "model.safetensors")), load_file(str(out /
+                                                                                           "model.safetensors"))
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=1e-6, msg=key)
+    final = json.loads((out / "all_results.json").read_text())
+    assert final["train_loss"] == pytest.approx(reference.history[-1]["train_loss"], abs=1e-6)
 
 
 def test_resuming_with_other_settings_is_an_error(tmp_path):

@@ -22,7 +22,6 @@ After pre-training, the encoder is fine-tuned or linearly probed through the cla
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -192,7 +191,7 @@ def pretrain(args: PreTrainingArguments) -> PreTrainResult:
     if is_main:
         card_args = _card_settings(args, unwrapped, len(data.train), accelerator.num_processes, total_steps,
                                    loop.train_seconds)
-        card = ((lambda folder: write_pretraining_card(folder, data.name, losses, card_args, unwrapped))
+        card = ((lambda folder: write_pretraining_card(folder, data.name, losses, card_args))
                 if args.model_card and losses else None)
         save_final_model(output_dir, unwrapped, processor, run_dir=run_dir, results=results, args=args, card=card,
                          overwrite=args.overwrite_output_dir)
@@ -245,33 +244,15 @@ def _card_settings(args, model, train_images: int, processes: int, total_steps: 
     return {k: v for k, v in card.items() if v is not None}
 
 
-def write_pretraining_card(folder: Path, dataset_name: str, losses: dict, settings: dict, model) -> Path:
-    """The model card of a pre-training checkpoint: `hub.build_model_card` (details, preprocessing, set-up, final
-    losses), with the description, pipeline tag and usage rewritten for a self-supervised encoder."""
+def write_pretraining_card(folder: Path, dataset_name: str, losses: dict, settings: dict) -> Path:
+    """The model card of a pre-training checkpoint (`hub.build_model_card` with `task="pretraining"`: a
+    self-supervised encoder's tags, pipeline tag, description and usage, with the final losses)."""
     from .. import hub
 
-    card = str(hub.build_model_card(folder, dataset_name=dataset_name, metrics=losses, training_args=settings,
-                                    variant=args_variant(settings.get("model"))))
-    method = method_name(model)
-    name = Path(folder).name
-    intro = (f"A {method} self-supervised **pre-training checkpoint** (`{type(model).__name__}`: encoder plus "
-             f"pre-training heads) trained on the images of **{Path(dataset_name).name or dataset_name}** with "
-             f"`hf_vision_zoo` (labels not used). It is not a classifier: fine-tune or linearly probe its encoder "
-             f"(`hf-vision-zoo train --pretrained {name} [--linear-probe] ...`), or load the encoder with "
-             f"`AutoModel`.")
-    card = re.sub(r"\nA [^\n]*image classifier trained on[^\n]*\n", "\n" + intro.replace("\\", r"\\") + "\n", card,
-                  count=1)
-    card = card.replace("pipeline_tag: image-classification", "pipeline_tag: image-feature-extraction", 1)
-    usage = ("```python\nimport hf_vision_zoo  # registers the zoo's architectures with transformers\n"
-             "from transformers import AutoModel, AutoModelForPreTraining\n"
-             f'encoder = AutoModel.from_pretrained("{name}")  # the pre-trained encoder (decoder dropped)\n'
-             f'model = AutoModelForPreTraining.from_pretrained("{name}")  # the whole pre-training model\n```\n\n'
-             "Fine-tuning: `hf-vision-zoo train --pretrained MODEL_DIR --dataset ...`; linear probe: add "
-             "`--linear-probe`.\n")
-    card = re.sub(r"## How to use\n\n```python\n.*?```\n\n[^\n]*\n", lambda _: "## How to use\n\n" + usage, card,
-                  count=1, flags=re.S)
+    card = hub.build_model_card(folder, dataset_name=dataset_name, metrics=losses, training_args=settings,
+                                variant=args_variant(settings.get("model")), task="pretraining")
     path = Path(folder) / "README.md"
-    path.write_text(card, encoding="utf-8")
+    path.write_text(str(card), encoding="utf-8")
     return path
 
 
