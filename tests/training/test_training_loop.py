@@ -125,6 +125,21 @@ def test_ignore_mismatched_sizes_fine_tunes_a_pretrained_folder(tmp_path):
     assert "base_model" in card and str(tmp_path / "three") in card and "layer_decay" in card
 
 
+def test_model_loss_terms_are_added_to_the_loss_and_logged(tmp_path, monkeypatch):
+    """A model's `training_loss_terms(outputs)` ({name: (value, weight)}) joins the loop's cross-entropy: a constant
+    term leaves the gradients (so the run) unchanged and shifts the logged loss by exactly weight * value."""
+    from hf_vision_zoo.models.swin import SwinForImageClassification
+
+    settings = dict(epochs=1, max_train_samples=64, max_eval_samples=32, checkpoint_each_epoch=False)
+    plain = train(tiny_args(tmp_path / "plain", **settings))
+    monkeypatch.setattr(SwinForImageClassification, "training_loss_terms",
+                        lambda self, outputs: {"extra_loss": (outputs.logits.new_tensor(1.5), 2.0)}, raising=False)
+    extra = train(tiny_args(tmp_path / "extra", **settings))
+    assert extra.history[-1]["train_extra_loss"] == pytest.approx(1.5)
+    assert extra.history[-1]["train_loss"] == pytest.approx(plain.history[-1]["train_loss"] + 3.0, abs=1e-5)
+    assert extra.metrics["top1_accuracy"] == plain.metrics["top1_accuracy"]
+
+
 def test_failed_run_leaves_no_output_folder(tmp_path, monkeypatch):
     def broken_card(*args, **kwargs):
         raise RuntimeError("disk full while writing the card")

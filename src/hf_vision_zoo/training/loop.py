@@ -620,6 +620,10 @@ def train(args: TrainingArguments) -> TrainResult:
     attack_model = accelerator.unwrap_model(model) if args.adversarial != "none" else None
     adv_alpha = args.adv_alpha if args.adv_alpha is not None else 1.25 * args.adv_epsilon
 
+    # a model may add label-free terms to the classification loss: `training_loss_terms(outputs)` returns
+    # {name: (value, weight)}; the loop adds weight * value to its own cross-entropy and logs value as train_<name>
+    extra_loss_terms = getattr(accelerator.unwrap_model(model), "training_loss_terms", None)
+
     def step_fn(batch, generator) -> StepOutput:
         pixels, targets = mix_batch(
             batch["pixel_values"], batch["labels"], data.num_labels, mixup_alpha=args.mixup,
@@ -628,8 +632,15 @@ def train(args: TrainingArguments) -> TrainResult:
         if attack_model is not None:  # fast adversarial training: train on the FGSM-RS example
             pixels = fgsm_random_start(attack_model, pixels, targets, epsilon=args.adv_epsilon,
                                        alpha=adv_alpha, mean=prep.mean, std=prep.std, generator=generator)
-        logits = model(pixel_values=pixels).logits.float()
-        return StepOutput(F.cross_entropy(logits, targets.to(logits.device)), batch["labels"].shape[0])
+        outputs = model(pixel_values=pixels)
+        logits = outputs.logits.float()
+        loss = F.cross_entropy(logits, targets.to(logits.device))
+        terms = {}
+        if extra_loss_terms is not None:  # label-free terms the model adds to its loss (e.g. self-distillation)
+            for name, (value, weight) in extra_loss_terms(outputs).items():
+                loss = loss + weight * value.float()
+                terms[name] = value
+        return StepOutput(loss, batch["labels"].shape[0], terms)
 
     def evaluate(record: dict) -> None:
         logits, labels = predict(model, eval_loader, accelerator)

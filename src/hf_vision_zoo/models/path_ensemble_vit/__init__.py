@@ -1,5 +1,6 @@
-"""Path-Ensemble ViT (paper 42 of the catalog): a ViT run as the explicit ensemble of its paths, with path pruning
-and EnsembleScale; implemented from the abstract and the derivation in METHODS.md (no official code).
+"""Path-Ensemble ViT (paper 42 of the catalog): a ViT run as the explicit ensemble of its paths, with path pruning,
+EnsembleScale and long-to-short self-distillation; implemented from the abstract and the derivation in METHODS.md
+(no official code).
 
 No named variant is registered: the paper's backbones, pruned paths and results were not available to us
 (METHODS.md section 42). Any zoo ViT checkpoint loads into these classes unchanged (same parameter names).
@@ -11,9 +12,11 @@ from .image_processing_path_ensemble_vit import PathEnsembleVitImageProcessor, P
 from .modeling_path_ensemble_vit import (
     PathEnsembleBlock,
     PathEnsembleVitForImageClassification,
+    PathEnsembleVitImageClassifierOutput,
     PathEnsembleVitModel,
     PathEnsembleVitModelOutput,
     PathEnsembleVitPreTrainedModel,
+    self_distillation_loss,
 )
 
 register_architecture(Architecture(
@@ -33,5 +36,6 @@ register_architecture(Architecture(
 ))
 
 __all__ = ["PathEnsembleVitConfig", "PathEnsembleVitModel", "PathEnsembleVitForImageClassification",
-           "PathEnsembleVitPreTrainedModel", "PathEnsembleVitModelOutput", "PathEnsembleBlock",
-           "PathEnsembleVitImageProcessor", "PathEnsembleVitImageProcessorPil", "path_names"]
+           "PathEnsembleVitPreTrainedModel", "PathEnsembleVitModelOutput", "PathEnsembleVitImageClassifierOutput",
+           "PathEnsembleBlock", "PathEnsembleVitImageProcessor", "PathEnsembleVitImageProcessorPil", "path_names",
+           "self_distillation_loss"]
