@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import hf_vision_zoo  # noqa: F401
 from hf_vision_zoo.conversion import convert_to_model
-from hf_vision_zoo.layers.sparse_attention import gather_rows, topk_sparse_attention
+from hf_vision_zoo.layers.sparse_attention import gather_rows, topk_sparse_attention, use_kernel
 from hf_vision_zoo.models.sparsifiner import (
     SparsifinerConfig,
     SparsifinerForImageClassification,
@@ -140,7 +140,8 @@ def test_sparse_attention_flops_scale_with_k():
 
     def attention_flops(path):  # the attention block minus its qkv/output projections (predictor included)
         model.config.attention_path = path
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        # the counter sizes CSR products as dense ones: count the gather kernels, which do the same arithmetic
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), use_kernel("gather"):
             model(x)
         counts = {name: sum(c.values()) for name, c in counter.get_flop_counts().items()}
         attn = "SparsifinerModel.blocks.0.attn"
@@ -151,10 +152,11 @@ def test_sparse_attention_flops_scale_with_k():
     # the gathered kernel against an explicit masked softmax
     q, k, v = torch.randn(3, 2, 2, 9, 8).unbind(0)
     idx = torch.randn(2, 2, 9, 9).topk(4, dim=-1).indices
-    out, probs = topk_sparse_attention(q, k, v, idx, 0.3)
     scores = (q @ k.transpose(-1, -2) * 0.3).masked_fill(
         ~torch.zeros(2, 2, 9, 9, dtype=torch.bool).scatter(-1, idx, True), float("-inf"))
-    torch.testing.assert_close(out, scores.softmax(-1) @ v)
+    for kernel in ("gather", "csr"):
+        out, probs = topk_sparse_attention(q, k, v, idx, 0.3, kernel=kernel)
+        torch.testing.assert_close(out, scores.softmax(-1) @ v)
     assert torch.equal(gather_rows(k, idx)[0, 1, 3, 2], k[0, 1, idx[0, 1, 3, 2]])
 
 

@@ -30,7 +30,7 @@ class SparsifinerConfig(VitConfig):
     share_inout_proj: `proj_back_n` is `proj_n` (official `SHARE_INOUT_PROJ`).
     basis_threshold: basis entries with `|b| <= threshold` become 0 (the basis is `|proj_back_n|` thresholded).
     basis_coef_topk: keep the top-k basis coefficients per query (None: zero those <= `basis_coef_threshold`).
-    attention_path: "sparse" gathers the k selected keys per query (real sparse compute), "masked" is the official
+    attention_path: "sparse" computes only the k selected keys per query (real sparse compute), "masked" the official
         dense `-inf`-masked attention; "auto" = sparse in eval, masked in training (needed for the distillation loss).
     attention_reconstruction: training stage 1 of the official recipe (`LOSS.USE_ATTN_RECON`): in training mode the
         attention is dense and the predictor's raw low-rank approximation is returned for the reconstruction loss.

@@ -16,8 +16,10 @@ A DeiT/ViT whose every attention layer has a lightweight connectivity predictor 
 Two execution paths with the same math (`config.attention_path`):
 - "masked": the official one, dense `q k^T` with the unselected keys set to `-inf` (training; parity with the
   official code);
-- "sparse": the k selected keys/values of each query are gathered (`layers.sparse_attention`) and the predictor's
-  `A_sparse B` gathers only the kept basis rows, so attention costs `O(N k d)` instead of `O(N^2 d)`.
+- "sparse": each patch query attends to its k selected keys only and the predictor's `A_sparse B` uses only the
+  kept basis rows, so attention costs `O(N k d)` instead of `O(N^2 d)`. Kernels (`layers.sparse_attention`): on CPU
+  fp32/fp64 the scores are one sampled CSR product (block-diagonal over batch and heads) and the value and basis
+  products weighted row sums, faster than dense SDPA at the paper's keep rates; other dtypes/devices gather the keys.
 "auto" (default) uses masked in training and sparse in eval; the two agree to float rounding (tests).
 
 Training (official `losses.py`): in the attention-reconstruction stage (`attention_reconstruction=True`, training
@@ -46,7 +48,12 @@ from transformers.utils.generic import can_return_tuple
 
 from ...layers import TransformerBlock, get_attention_function
 from ...layers.position_embedding import resample_position_embeddings
-from ...layers.sparse_attention import scatter_probabilities, topk_sparse_attention
+from ...layers.sparse_attention import (
+    row_sparse_matmul,
+    scatter_probabilities,
+    topk_indices,
+    topk_sparse_attention,
+)
 from ...modeling_utils import check_pixel_values, image_classifier_output
 from ..vit.modeling_vit import VitModel, VitModelOutput, VitPreTrainedModel
 from .configuration_sparsifiner import SparsifinerConfig
@@ -134,15 +141,16 @@ class SparsifinerMaskPredictor(nn.Module):
                 coefficients = _threshold(coefficients, config.basis_coef_threshold)
                 approx = coefficients @ basis
             else:
-                values, indices = coefficients.topk(config.basis_coef_topk, dim=-1, sorted=False)
-                if sparse:  # only the kept basis rows: O(N * topk * N) instead of O(N * r * N)
-                    approx = (values.unsqueeze(-2) @ basis[indices]).squeeze(-2)
+                indices = topk_indices(coefficients, config.basis_coef_topk)  # = topk(...).indices, faster
+                values = coefficients.gather(-1, indices)
+                if sparse:  # only the kept basis rows (weighted row sums): O(N * topk * N) instead of O(N * r * N)
+                    approx = row_sparse_matmul(values, indices, basis)
                     coefficients = (torch.zeros_like(coefficients).scatter(-1, indices, values)
                                     if output_coefficients else None)
                 else:  # official: scatter into the dense coefficient matrix
                     coefficients = torch.zeros_like(coefficients).scatter(-1, indices, values)
                     approx = coefficients @ basis
-        key_indices = approx.detach().topk(budget, dim=-1, sorted=False).indices
+        key_indices = topk_indices(approx.detach(), budget)
         return {"key_indices": key_indices, "approx": approx, "coefficients": coefficients}
 
 
@@ -192,7 +200,7 @@ class SparsifinerAttention(nn.Module):
         indices = predicted["key_indices"]
         dropout = self.attention_dropout if self.training else 0.0
         distillation = None
-        if path == "sparse":  # the [CLS] query attends densely, each patch query to its k gathered keys
+        if path == "sparse":  # the [CLS] query attends densely, each patch query to its k selected keys only
             attention = get_attention_function(self.config, output_attentions)
             cls_out, cls_probs = attention(self, query[:, :, :1], key, value, None, scaling=self.scaling,
                                            dropout=dropout)
