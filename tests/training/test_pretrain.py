@@ -8,16 +8,14 @@ and the linear-probe head (BatchNorm folded into the saved linear layer)."""
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from training_helpers import REPO, subprocess_env
+from training_helpers import REPO, kill_after_checkpoint, subprocess_env
 
 from hf_vision_zoo import registry
 from hf_vision_zoo.hub import check_checkpoint_folder
@@ -111,16 +109,8 @@ def test_killed_pretraining_resumes_exactly(tmp_path):
            "--warmup-steps", "2", "--num-threads", "1", "--seed", "5", "--gradient-accumulation-steps", "2",
            "--checkpoint-every", "1", "--keep-checkpoints", "2", "--no-progress", "--report-to", "none",
            "--output-dir", str(out)]
-    process = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     run_dir = out.parent / "mae-run"
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if (run_dir / "checkpoints" / "step_00000002").is_dir():
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, process.stdout.read().decode()[-2000:]
+    kill_after_checkpoint(cmd, run_dir)
     assert not out.exists()
     done = [int(p.name[5:]) for p in checkpoint_dirs(run_dir)]
     assert done and max(done) < 16

@@ -3,15 +3,13 @@ unusable checkpoints (missing, incomplete, corrupt, from another run) are clear 
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import REPO, TINY_SWIN, subprocess_env, tiny_args
+from training_helpers import REPO, TINY_SWIN, kill_after_checkpoint, subprocess_env, tiny_args
 
 from hf_vision_zoo.training import TrainingError, train
 from hf_vision_zoo.training.loop import checkpoint_dirs
@@ -71,16 +69,8 @@ def test_killed_run_resumes_exactly(tmp_path, reference):
            "--warmup-steps", "2", "--rrc-scale", "0.6", "1.0", "--num-threads", "1", "--seed", "7",
            "--gradient-accumulation-steps", "2", "--mixup", "0.4", "--cutmix", "1.0", "--checkpoint-every", "1",
            "--keep-checkpoints", "2", "--no-progress", "--report-to", "none", "--output-dir", str(out)]
-    process = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     run_dir = out.parent / "model-run"
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if (run_dir / "checkpoints" / "step_00000002").is_dir():
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, process.stdout.read().decode()[-2000:]
+    kill_after_checkpoint(cmd, run_dir)
     assert not out.exists()
     done = [int(p.name[5:]) for p in checkpoint_dirs(run_dir)]
     assert done and max(done) < 8

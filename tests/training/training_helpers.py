@@ -1,6 +1,9 @@
 """Helpers of the training tests: tiny Swin settings, image folders of real Fashion-MNIST images, run settings."""
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +50,17 @@ def subprocess_env() -> dict:
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     return env
+
+
+def kill_after_checkpoint(cmd: list[str], run_dir: Path, checkpoint: str = "step_00000002", timeout: float = 120):
+    """Start the training script `cmd`, SIGKILL it as soon as `run_dir/checkpoints/<checkpoint>` exists, and check
+    that it really died by the signal (not by finishing or crashing first)."""
+    process = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if (run_dir / "checkpoints" / checkpoint).is_dir():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, process.stdout.read().decode()[-2000:]
