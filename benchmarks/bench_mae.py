@@ -2,7 +2,7 @@
 """MAE speed on CPU: the zoo's `MaeForPreTraining` vs transformers' `ViTMAEForPreTraining` on identical weights, and
 the zoo's pre-training step against the mask ratio.
 
-Measured (1 thread by default, fp32, batch 2, 224 px, MAE-B = mae_vit_base_patch16_dec512d8b):
+Measured (1 thread by default, fp32, batch 2 (`--batch`), 224 px, MAE-B = mae_vit_base_patch16_dec512d8b):
 - `step`: one pre-training step, forward + loss + backward (train mode, no dropout), at mask ratio 0.75;
 - `encoder`: the encoder's forward on the visible tokens (eval, inference_mode), mask ratio 0.75;
 - `step` of the zoo model at mask ratios 0, 0.5, 0.75, 0.9.
@@ -13,8 +13,12 @@ does not count the time other processes hold the core, so it is the steadier mea
 table gives the median over rounds. Before timing, the
 two implementations are checked to give the same loss on the same weights and noise.
 
-    python benchmarks/bench_mae.py                       # writes benchmarks/results/mae_cpu.csv
+    python benchmarks/bench_mae.py                       # batch 2: writes benchmarks/results/mae_cpu.csv
+    python benchmarks/bench_mae.py --batch 8             # writes benchmarks/results/mae_cpu_batch8.csv
     python benchmarks/bench_mae.py --rounds 5 --reps 5 --threads 2
+
+The 1-minute load average is printed at the start and after every round and stored (min-max over the run) in the
+`load_average` column: on a shared machine, read the numbers with it.
 """
 
 import argparse
@@ -27,7 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "mae_cpu.csv"
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def default_output(batch: int) -> Path:
+    """`mae_cpu.csv` for batch 2 (the headline table), `mae_cpu_batch<N>.csv` otherwise."""
+    return RESULTS_DIR / ("mae_cpu.csv" if batch == 2 else f"mae_cpu_batch{batch}.csv")
+
+
 RATIOS = (0.0, 0.5, 0.75, 0.9)
 IMAGE_SIZE = 224
 
@@ -118,7 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=4, help="timed repetitions per process (after one warm-up)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help="default: results/mae_cpu[_batch<N>].csv")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "WHAT", "RATIO"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -126,6 +137,9 @@ def main(argv=None) -> int:
         print(json.dumps(worker(impl, what, float(ratio), args.batch, args.reps, args.threads)))
         return 0
 
+    output = args.output or default_output(args.batch)
+    loads = [os.getloadavg()[0]]
+    print(f"load average (1 min) at start: {loads[0]:.2f}", flush=True)
     difference = check_parity(args.batch)
     print(f"parity: |loss(zoo) - loss(transformers)| = {difference:.2e} on the same weights and noise")
     configs = [("zoo", "step", 0.75), ("transformers", "step", 0.75), ("zoo", "encoder", 0.75),
@@ -144,6 +158,8 @@ def main(argv=None) -> int:
             cpu_samples[(impl, what, ratio)].append(report["cpu_median_ms"])
             print(f"round {round_index + 1}: {impl:12s} {what:7s} ratio {ratio:.2f}: {report['median_ms']:8.1f} ms "
                   f"wall, {report['cpu_median_ms']:8.1f} ms CPU", flush=True)
+        loads.append(os.getloadavg()[0])
+        print(f"load average (1 min) after round {round_index + 1}: {loads[-1]:.2f}", flush=True)
 
     medians = {config: statistics.median(values) for config, values in samples.items()}
     cpu = {config: statistics.median(values) for config, values in cpu_samples.items()}
@@ -162,13 +178,15 @@ def main(argv=None) -> int:
             "cpu_speedup_vs_transformers": round(cpu[peer] / cpu[config], 3) if compare else "",
             "cost_vs_unmasked_step": round(median / medians[("zoo", "step", 0.0)], 3) if relative else "",
             "cpu_cost_vs_unmasked_step": round(cpu[config] / cpu[("zoo", "step", 0.0)], 3) if relative else "",
+            "cpu_rounds_ms": " ".join(f"{v:.1f}" for v in cpu_samples[config]),
+            "load_average": f"{min(loads):.1f}-{max(loads):.1f}",
         })
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", newline="") as handle:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\nwrote {args.output}")
+    print(f"\nwrote {output}")
     for row in rows:
         print(row)
     return 0

@@ -89,13 +89,37 @@ def gather_tokens(tokens: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
     return torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
-def restore_tokens(visible: torch.Tensor, ids_restore: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
-    """`(B, V, C)` kept tokens -> `(B, N, C)` in patch order, masked positions filled with `mask_token` `(1, 1, C)`."""
+def gather_patches(pixel_values: torch.Tensor, ids_keep: torch.Tensor,
+                   patch_size: int | tuple[int, int]) -> torch.Tensor:
+    """`(B, C, H, W)` image -> `(B, C, ph, V * pw)`: the patches at `ids_keep` (row-major patch index), side by side
+    in one row of patches, in `ids_keep` order. A patch embedding (stride = kernel = patch) of this strip gives
+    exactly the tokens of the kept patches, so the removed patches cost nothing. `H`, `W`: multiples of the patch."""
+    patch_h, patch_w = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    batch, channels, height, width = pixel_values.shape
+    if height % patch_h or width % patch_w:
+        raise ValueError(f"Image size {height}x{width} is not a multiple of the patch size {patch_h}x{patch_w}")
+    rows, cols = height // patch_h, width // patch_w
+    grid = pixel_values.reshape(batch, channels, rows, patch_h, cols, patch_w).permute(0, 2, 4, 1, 3, 5)
+    # (B, V, C, ph, pw): copies the kept pixels only
+    patches = grid[torch.arange(batch, device=ids_keep.device).unsqueeze(1), ids_keep // cols, ids_keep % cols]
+    return patches.permute(0, 2, 3, 1, 4).reshape(batch, channels, patch_h, ids_keep.shape[1] * patch_w)
+
+
+def restore_tokens(visible: torch.Tensor, ids_restore: torch.Tensor, mask_token: torch.Tensor,
+                   num_prefix_tokens: int = 0) -> torch.Tensor:
+    """`(B, V, C)` kept tokens -> `(B, N, C)` in patch order, masked positions filled with `mask_token` `(1, 1, C)`.
+
+    With `num_prefix_tokens` P, `visible` is `(B, P + V, C)` whose first P tokens ([CLS], registers) stay in front,
+    unmoved, and the result is `(B, P + N, C)` (one gather instead of restoring and concatenating)."""
     batch, kept, channels = visible.shape
-    fill = mask_token.to(visible.dtype).expand(batch, ids_restore.shape[1] - kept, channels)
+    fill = mask_token.to(visible.dtype).expand(batch, ids_restore.shape[1] + num_prefix_tokens - kept, channels)
     full = torch.cat([visible, fill], dim=1)
-    return torch.gather(full, 1, ids_restore.unsqueeze(-1).expand(-1, -1, channels))
+    index = ids_restore
+    if num_prefix_tokens:
+        prefix = torch.arange(num_prefix_tokens, device=ids_restore.device, dtype=ids_restore.dtype)
+        index = torch.cat([prefix.expand(batch, -1), ids_restore + num_prefix_tokens], dim=1)
+    return torch.gather(full, 1, index.unsqueeze(-1).expand(-1, -1, channels))
 
 
 __all__ = ["MaskingIndices", "check_mask_ratio", "num_visible_tokens", "random_masking", "masking_from_mask",
-           "gather_tokens", "restore_tokens"]
+           "gather_tokens", "gather_patches", "restore_tokens"]

@@ -39,8 +39,11 @@ class SelfAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, dim = hidden_states.shape
-        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        query, key, value = qkv.unbind(0)
+        # unbind the (B, N, 3, heads, d) view along its "3" axis, then transpose each to (B, heads, N, d): the same
+        # strided q/k/v as a (3, B, heads, N, d) permute, but the backward stacks the three gradients straight into
+        # the qkv layout (no extra copy to re-order them)
+        query, key, value = (t.transpose(1, 2) for t in
+                             self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2))
         attention = get_attention_function(self.config, output_attentions)
         out, probs = attention(self, query, key, value, attention_mask, scaling=self.scaling,
                                dropout=self.attention_dropout if self.training else 0.0)

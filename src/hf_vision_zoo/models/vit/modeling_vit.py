@@ -9,8 +9,9 @@ or MAE's fixed 2-D sin-cos), `layers.TransformerBlock`s, a final LayerNorm and [
 timm and transformers by `tests/models/vit/test_parity_vit.py`.
 
 What the zoo adds for masked image modeling (MAE, HPM, GMML, MaskAlign, MTO, Hybrid Distill):
-- `noise` + `mask_ratio` (MAE random masking) or an explicit boolean `mask`: only the visible patch tokens are
-  gathered (before the blocks) and encoded, so masked tokens cost nothing and are never attended to;
+- `noise` + `mask_ratio` (MAE random masking) or an explicit boolean `mask`: only the visible patches are embedded
+  (the patch convolution runs on a strip of the kept patches, `layers.masking.gather_patches`) and encoded, so
+  masked tokens cost nothing and are never attended to;
 - `bool_masked_pos`: masked patch embeddings are replaced by a learnable mask token (SimMIM/GMML style) and every
   token is encoded;
 - `hidden_states` (every block) and `attentions` for feature/relation distillation;
@@ -34,7 +35,7 @@ from transformers.utils.generic import can_return_tuple
 
 from ...layers import PatchEmbed, TransformerBlock
 from ...layers.masked_token_optimization import run_blocks
-from ...layers.masking import check_mask_ratio, gather_tokens, masking_from_mask, random_masking
+from ...layers.masking import check_mask_ratio, gather_patches, gather_tokens, masking_from_mask, random_masking
 from ...layers.position_embedding import resample_position_embeddings, sincos_2d_position_embedding
 from ...layers.transformer import LayerScale
 from ...modeling_utils import ZooPreTrainedModel, check_labels, check_pixel_values, init_common_weights
@@ -120,11 +121,8 @@ class VitEmbeddings(nn.Module):
         return resample_position_embeddings(self.position_embeddings, self.grid_size, grid, self.num_embedded_prefix,
                                             antialias=self.config.interpolate_antialias)
 
-    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None,
-                interpolate_pos_encoding: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """Returns the prefix tokens `(B, P, C)` and the patch tokens `(B, N, C)`, both with their positions added,
-        and the patch grid."""
-        height, width = pixel_values.shape[-2:]
+    def check_image_size(self, height: int, width: int, interpolate_pos_encoding: bool) -> None:
+        """Without `interpolate_pos_encoding`, only the configured image size is accepted."""
         native = self.config.image_size_2d
         if not interpolate_pos_encoding and (height, width) != tuple(native):
             raise ValueError(
@@ -132,12 +130,35 @@ class VitEmbeddings(nn.Module):
                 f"(patch grid {self.grid_size[0]}x{self.grid_size[1]}, patch_size {self.config.patch_size}); resize "
                 f"the images (e.g. with the model's image processor) or pass interpolate_pos_encoding=True"
             )
-        tokens, grid = self.patch_embed(pixel_values)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None,
+                interpolate_pos_encoding: bool = False,
+                ids_keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Returns the prefix tokens `(B, P, C)` and the patch tokens `(B, N, C)`, both with their positions added,
+        and the patch grid. With `ids_keep` `(B, V)`, only those patches are embedded and returned, `(B, V, C)` in
+        `ids_keep` order: the same values as gathering them afterwards, but removed patches cost nothing."""
+        height, width = pixel_values.shape[-2:]
+        self.check_image_size(height, width, interpolate_pos_encoding)
+        patch_h, patch_w = self.patch_embed.patch_size
+        visible_only = ids_keep is not None and not height % patch_h and not width % patch_w
+        if visible_only:  # embed a strip of the kept patches only
+            grid = (height // patch_h, width // patch_w)
+            tokens, _ = self.patch_embed(gather_patches(pixel_values, ids_keep, (patch_h, patch_w)))
+            if bool_masked_pos is not None:
+                bool_masked_pos = bool_masked_pos.gather(1, ids_keep)
+        else:
+            tokens, grid = self.patch_embed(pixel_values)
         batch = tokens.shape[0]
         if bool_masked_pos is not None:
             tokens = torch.where(bool_masked_pos.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
         positions = self.position_embeddings_for(grid, interpolate_pos_encoding)
-        tokens = tokens + positions[:, self.num_embedded_prefix:]
+        patch_positions = positions[:, self.num_embedded_prefix:]
+        if visible_only:
+            tokens = tokens + gather_tokens(patch_positions.expand(batch, -1, -1), ids_keep)
+        else:
+            tokens = tokens + patch_positions
+            if ids_keep is not None:  # sides not multiples of the patch: zero-padded convolution, then gather
+                tokens = gather_tokens(tokens, ids_keep)
         prefix = [t for t in (self.cls_token, self.register_tokens) if t is not None]
         if prefix:
             prefix = torch.cat(prefix, dim=1)
@@ -210,20 +231,24 @@ class VitModel(VitPreTrainedModel):
         return self.embeddings.patch_embed
 
     def _masking(self, tokens: torch.Tensor, noise, mask_ratio, mask):
-        """Validate the masking arguments and return `MaskingIndices` (or None when nothing is removed)."""
-        batch, num_patches = tokens.shape[:2]
+        """Validate the masking arguments and return `MaskingIndices` (or None when nothing is removed);
+        `tokens` `(B, N, ...)` gives the batch size, the number of patches and the device."""
+        return self._masking_for(tokens.shape[0], tokens.shape[1], tokens.device, noise, mask_ratio, mask)
+
+    def _masking_for(self, batch: int, num_patches: int, device: torch.device, noise, mask_ratio, mask):
+        """`_masking` for `batch` images of `num_patches` patches on `device`."""
         if mask is not None:
             if noise is not None or mask_ratio is not None:
                 raise ValueError("pass either an explicit mask or noise/mask_ratio, not both")
-            return masking_from_mask(mask.to(tokens.device), batch, num_patches)
+            return masking_from_mask(mask.to(device), batch, num_patches)
         if noise is None and mask_ratio is None:
             return None
         if mask_ratio is None:
             raise ValueError("noise needs a mask_ratio in [0, 1) (the fraction of patches to remove)")
         check_mask_ratio(mask_ratio)
         if noise is None:
-            noise = torch.rand(batch, num_patches, device=tokens.device)
-        return random_masking(noise.to(tokens.device), mask_ratio, batch, num_patches)
+            noise = torch.rand(batch, num_patches, device=device)
+        return random_masking(noise.to(device), mask_ratio, batch, num_patches)
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, bool_masked_pos: torch.Tensor | None = None,
@@ -245,10 +270,14 @@ class VitModel(VitPreTrainedModel):
         check_pixel_values(pixel_values, self.config.num_channels)
         if bool_masked_pos is not None:
             self._check_bool_masked_pos(bool_masked_pos, pixel_values)
-        prefix, tokens, _ = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding)
-        masking = self._masking(tokens, noise, mask_ratio, mask)
-        if masking is not None:  # gather BEFORE the blocks: removed patches are never computed nor attended to
-            tokens = gather_tokens(tokens, masking.ids_keep)
+        height, width = pixel_values.shape[-2:]
+        self.embeddings.check_image_size(height, width, interpolate_pos_encoding)
+        patch = self.config.patch_size
+        masking = self._masking_for(pixel_values.shape[0], -(-height // patch) * -(-width // patch),
+                                    pixel_values.device, noise, mask_ratio, mask)
+        # only the kept patches are embedded and encoded: removed ones are never computed nor attended to
+        prefix, tokens, _ = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding,
+                                            ids_keep=masking.ids_keep if masking is not None else None)
         hidden = self.embeddings.dropout(torch.cat([prefix, tokens], dim=1))
         if attention_mask is not None:
             attention_mask = check_attention_mask(attention_mask, hidden.shape[0], self.config.num_attention_heads,
