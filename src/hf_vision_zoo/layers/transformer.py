@@ -68,11 +68,13 @@ class TransformerBlock(GradientCheckpointingLayer):
 
     def __init__(self, config, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path: float = 0.0, layer_norm_eps: float = 1e-6, layer_scale_init_value: float | None = None,
-                 hidden_act: str = "gelu", attention_dropout: float = 0.0, dropout: float = 0.0):
+                 hidden_act: str = "gelu", attention_dropout: float = 0.0, dropout: float = 0.0,
+                 attention: nn.Module | None = None):
+        """`attention`: another token mixer with `SelfAttention`'s call signature (default: a `SelfAttention`)."""
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.attn = SelfAttention(config, dim, num_heads, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
-                                  proj_dropout=dropout)
+        self.attn = attention if attention is not None else SelfAttention(
+            config, dim, num_heads, qkv_bias=qkv_bias, attention_dropout=attention_dropout, proj_dropout=dropout)
         self.ls1 = LayerScale(dim, layer_scale_init_value) if layer_scale_init_value else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=layer_norm_eps)

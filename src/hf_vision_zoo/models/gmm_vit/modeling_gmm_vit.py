@@ -70,10 +70,11 @@ class GmmVitModel(GmmVitPreTrainedModel, VitModel):
 
     def __init__(self, config: GmmVitConfig, add_pooling_layer: bool = True):
         VitModel.__init__(self, config, add_pooling_layer=add_pooling_layer)
+
+    def build_block(self, config: GmmVitConfig, index: int, drop_path: float, attention=None):
         if config.attention_mask_type != "none":
-            for block in self.blocks:
-                block.attn = build_masked_attention(config)
-            self.post_init()
+            attention = build_masked_attention(config)
+        return super().build_block(config, index, drop_path, attention=attention)
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, bool_masked_pos: torch.Tensor | None = None,

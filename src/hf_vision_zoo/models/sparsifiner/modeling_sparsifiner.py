@@ -48,6 +48,7 @@ from transformers.utils.generic import can_return_tuple
 
 from ...layers import TransformerBlock, get_attention_function
 from ...layers.position_embedding import resample_position_embeddings
+from ...layers.vit_block_settings import vit_block_kwargs
 from ...layers.sparse_attention import (
     row_sparse_matmul,
     scatter_probabilities,
@@ -236,11 +237,8 @@ class SparsifinerBlock(TransformerBlock):
     """The pre-norm ViT block (`layers.TransformerBlock` names) with a `SparsifinerAttention`."""
 
     def __init__(self, config: SparsifinerConfig, layer_index: int, drop_path: float = 0.0):
-        super().__init__(config, config.hidden_size, config.num_attention_heads, mlp_ratio=config.mlp_ratio,
-                         qkv_bias=config.qkv_bias, drop_path=drop_path, layer_norm_eps=config.layer_norm_eps,
-                         layer_scale_init_value=config.layer_scale_init_value, hidden_act=config.hidden_act,
-                         attention_dropout=config.attention_probs_dropout_prob, dropout=config.hidden_dropout_prob)
-        self.attn = SparsifinerAttention(config, layer_index)
+        super().__init__(config, config.hidden_size, config.num_attention_heads, drop_path=drop_path,
+                         attention=SparsifinerAttention(config, layer_index), **vit_block_kwargs(config))
 
     def forward(self, hidden_states: torch.Tensor, grid: tuple[int, int], output_attentions: bool = False,
                 output_connectivity: bool = False):
@@ -270,10 +268,9 @@ class SparsifinerModel(SparsifinerPreTrainedModel, VitModel):
 
     def __init__(self, config: SparsifinerConfig, add_pooling_layer: bool = True):
         VitModel.__init__(self, config, add_pooling_layer)
-        rates = [config.drop_path_rate * i / max(config.num_hidden_layers - 1, 1)
-                 for i in range(config.num_hidden_layers)]
-        self.blocks = nn.ModuleList(SparsifinerBlock(config, i, rate) for i, rate in enumerate(rates))
-        self.post_init()
+
+    def build_block(self, config: SparsifinerConfig, index: int, drop_path: float, attention=None):
+        return SparsifinerBlock(config, index, drop_path)
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,

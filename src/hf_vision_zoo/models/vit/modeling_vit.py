@@ -38,6 +38,7 @@ from ...layers.masked_token_optimization import run_blocks
 from ...layers.masking import check_mask_ratio, gather_patches, gather_tokens, masking_from_mask, random_masking
 from ...layers.position_embedding import resample_position_embeddings, sincos_2d_position_embedding
 from ...layers.transformer import LayerScale
+from ...layers.vit_block_settings import drop_path_rates, vit_block_kwargs
 from ...modeling_utils import ZooPreTrainedModel, check_labels, check_pixel_values, init_common_weights
 from .configuration_vit import VitConfig
 
@@ -207,16 +208,8 @@ class VitModel(VitPreTrainedModel):
     def __init__(self, config: VitConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         self.embeddings = VitEmbeddings(config)
-        rates = [config.drop_path_rate * i / max(config.num_hidden_layers - 1, 1)
-                 for i in range(config.num_hidden_layers)]
-        self.blocks = nn.ModuleList(
-            TransformerBlock(config, config.hidden_size, config.num_attention_heads, mlp_ratio=config.mlp_ratio,
-                             qkv_bias=config.qkv_bias, drop_path=rate, layer_norm_eps=config.layer_norm_eps,
-                             layer_scale_init_value=config.layer_scale_init_value, hidden_act=config.hidden_act,
-                             attention_dropout=config.attention_probs_dropout_prob,
-                             dropout=config.hidden_dropout_prob)
-            for rate in rates
-        )
+        self.blocks = nn.ModuleList(self.build_block(config, index, rate) for index, rate in
+                                    enumerate(drop_path_rates(config.drop_path_rate, config.num_hidden_layers)))
         # with fc_norm the final norm moves after pooling (timm / MAE fine-tuning)
         self.layernorm = nn.Identity() if config.fc_norm else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.fc_norm else None
@@ -249,6 +242,13 @@ class VitModel(VitPreTrainedModel):
         if noise is None:
             noise = torch.rand(batch, num_patches, device=device)
         return random_masking(noise.to(device), mask_ratio, batch, num_patches)
+
+    def build_block(self, config: VitConfig, index: int, drop_path: float, attention: nn.Module | None = None
+                    ) -> nn.Module:
+        """Encoder block `index` (a pre-norm `TransformerBlock`, optionally with another `attention`); models that
+        change the block or its attention (GMM-ViT, Sparsifiner) override this instead of rebuilding `blocks`."""
+        return TransformerBlock(config, config.hidden_size, config.num_attention_heads, drop_path=drop_path,
+                                attention=attention, **vit_block_kwargs(config))
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor | None = None, bool_masked_pos: torch.Tensor | None = None,
