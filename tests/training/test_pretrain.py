@@ -8,14 +8,13 @@ and the linear-probe head (BatchNorm folded into the saved linear layer)."""
 
 import json
 import math
-import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from training_helpers import REPO, kill_after_checkpoint, subprocess_env
+from training_helpers import REPO, kill_then_resume
 
 from hf_vision_zoo import registry
 from hf_vision_zoo.hub import check_checkpoint_folder
@@ -109,18 +108,8 @@ def test_killed_pretraining_resumes_exactly(tmp_path):
            "--warmup-steps", "2", "--num-threads", "1", "--seed", "5", "--gradient-accumulation-steps", "2",
            "--checkpoint-every", "1", "--keep-checkpoints", "2", "--no-progress", "--report-to", "none",
            "--output-dir", str(out)]
-    run_dir = out.parent / "mae-run"
-    kill_after_checkpoint(cmd, run_dir)
-    assert not out.exists()
-    done = [int(p.name[5:]) for p in checkpoint_dirs(run_dir)]
-    assert done and max(done) < 16
-
-    resumed = subprocess.run(cmd + ["--resume", "latest"], env=subprocess_env(), capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resumed from {run_dir / 'checkpoints'}" in resumed.stdout
-    expected, got = load_file(str(reference.output_dir / "model.safetensors")), load_file(str(out /
-                                                                                           "model.safetensors"))
+    got = kill_then_resume(cmd, out, total_steps=16)
+    expected = load_file(str(reference.output_dir / "model.safetensors"))
     assert expected.keys() == got.keys()
     for key, value in expected.items():
         torch.testing.assert_close(got[key], value, rtol=0, atol=1e-6, msg=key)

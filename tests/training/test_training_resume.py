@@ -3,13 +3,12 @@ unusable checkpoints (missing, incomplete, corrupt, from another run) are clear 
 
 import json
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import REPO, TINY_SWIN, kill_after_checkpoint, subprocess_env, tiny_args
+from training_helpers import REPO, TINY_SWIN, kill_then_resume, tiny_args
 
 from hf_vision_zoo.training import TrainingError, train
 from hf_vision_zoo.training.loop import checkpoint_dirs
@@ -69,18 +68,9 @@ def test_killed_run_resumes_exactly(tmp_path, reference):
            "--warmup-steps", "2", "--rrc-scale", "0.6", "1.0", "--num-threads", "1", "--seed", "7",
            "--gradient-accumulation-steps", "2", "--mixup", "0.4", "--cutmix", "1.0", "--checkpoint-every", "1",
            "--keep-checkpoints", "2", "--no-progress", "--report-to", "none", "--output-dir", str(out)]
-    run_dir = out.parent / "model-run"
-    kill_after_checkpoint(cmd, run_dir)
-    assert not out.exists()
-    done = [int(p.name[5:]) for p in checkpoint_dirs(run_dir)]
-    assert done and max(done) < 8
-
-    resumed = subprocess.run(cmd + ["--resume", "latest"], env=subprocess_env(), capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resumed from {run_dir / 'checkpoints'}" in resumed.stdout
+    resumed = kill_then_resume(cmd, out, total_steps=8)
     for key, value in _weights(reference.output_dir).items():
-        torch.testing.assert_close(load_file(str(out / "model.safetensors"))[key], value, rtol=0, atol=1e-6)
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
     final = json.loads((out / "all_results.json").read_text())
     assert final["top1_accuracy"] == pytest.approx(reference.metrics["top1_accuracy"], abs=1e-6)
 

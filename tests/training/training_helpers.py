@@ -52,9 +52,16 @@ def subprocess_env() -> dict:
     return env
 
 
-def kill_after_checkpoint(cmd: list[str], run_dir: Path, checkpoint: str = "step_00000002", timeout: float = 120):
-    """Start the training script `cmd`, SIGKILL it as soon as `run_dir/checkpoints/<checkpoint>` exists, and check
-    that it really died by the signal (not by finishing or crashing first)."""
+def kill_then_resume(cmd: list[str], output_dir: Path, total_steps: int, checkpoint: str = "step_00000002",
+                     timeout: float = 120) -> dict:
+    """Start the training script `cmd`, SIGKILL it as soon as its second checkpoint exists, check that it died by
+    the signal mid-run and left no final folder, then rerun it with `--resume latest`; returns the resumed run's
+    final weights."""
+    from safetensors.torch import load_file
+
+    from hf_vision_zoo.training.loop import checkpoint_dirs
+
+    run_dir = output_dir.parent / f"{output_dir.name}-run"
     process = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
@@ -64,3 +71,12 @@ def kill_after_checkpoint(cmd: list[str], run_dir: Path, checkpoint: str = "step
         time.sleep(0.005)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, process.stdout.read().decode()[-2000:]
+    assert not output_dir.exists()
+    done = [int(p.name[5:]) for p in checkpoint_dirs(run_dir)]
+    assert done and max(done) < total_steps
+
+    resumed = subprocess.run(cmd + ["--resume", "latest"], env=subprocess_env(), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed from {run_dir / 'checkpoints'}" in resumed.stdout
+    return load_file(str(output_dir / "model.safetensors"))
