@@ -18,7 +18,6 @@ increase over the forwards.
 """
 
 import argparse
-import csv
 import json
 import platform
 import statistics
@@ -27,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import time_forward  # noqa: E402
+from timing import time_forward, write_csv  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VIT_B16 = dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -137,15 +136,7 @@ def main(argv=None) -> None:
         vit = next(r for r in rows if r["model"] == "vit_b16" and r["infer_batch_size"] == row["infer_batch_size"])
         row["speedup_vs_vit_b16"] = round(row["infer_samples_per_sec"] / vit["infer_samples_per_sec"], 3)
         row["flops_reduction_vs_vit_b16"] = round(vit["gflops_per_image"] / row["gflops_per_image"], 3)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(output)
-    print(f"wrote {output}")
+    print(f"wrote {write_csv(args.output, rows)}")
 
 
 if __name__ == "__main__":

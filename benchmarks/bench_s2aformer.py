@@ -18,7 +18,6 @@ paper's models.
 """
 
 import argparse
-import csv
 import json
 import platform
 import statistics
@@ -27,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import time_forward  # noqa: E402
+from timing import time_forward, write_csv  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = {"s2aformer": "s2aformer (default config, reconstruction)",
@@ -111,15 +110,7 @@ def main(argv=None) -> None:
         swin = next(r for r in rows if r["model"] == MODELS["swin"] and r["infer_batch_size"] == batch)
         row["ratio_vs_swin_t"] = round(row["infer_samples_per_sec"] / swin["infer_samples_per_sec"], 3)
         row["flops_ratio_vs_swin_t"] = round(row["gflops_per_image"] / swin["gflops_per_image"], 3)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(output)
-    print(f"wrote {output}")
+    print(f"wrote {write_csv(args.output, rows)}")
 
 
 if __name__ == "__main__":

@@ -173,3 +173,12 @@ class PooledLinearClassifierMixin:
         # the encoder's output is used by field, whatever config.return_dict
         outputs = getattr(self, self.base_model_prefix)(pixel_values, return_dict=True, **encoder_kwargs)
         return image_classifier_output(self, self.classifier(outputs.pooler_output), labels, outputs, **loss_kwargs)
+
+    @can_return_tuple
+    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                **kwargs) -> ImageClassifierOutput:
+        """Logits of the pooled features; with `labels` the loss (`config.problem_type`). Models whose encoder
+        takes more arguments (e.g. `interpolate_pos_encoding`) define their own forward around `classify_pooled`."""
+        return self.classify_pooled(pixel_values, labels, kwargs, output_hidden_states=output_hidden_states,
+                                    output_attentions=output_attentions)

@@ -29,7 +29,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutput
+from transformers.modeling_outputs import BackboneOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -299,13 +299,6 @@ class CvtForImageClassification(PooledLinearClassifierMixin, CvtPreTrainedModel)
         super().__init__(config)
         self.add_pooled_classifier(CvtModel(config), config.hidden_size)
         self.post_init()
-
-    @can_return_tuple
-    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
-                **kwargs) -> ImageClassifierOutput:
-        return self.classify_pooled(pixel_values, labels, kwargs, output_hidden_states=output_hidden_states,
-                                    output_attentions=output_attentions)
 
 
 class CvtBackbone(BackboneMixin, CvtPreTrainedModel):

@@ -57,7 +57,6 @@ from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -322,13 +321,6 @@ class S2AFormerForImageClassification(PooledLinearClassifierMixin, S2AFormerPreT
         super().__init__(config)
         self.add_pooled_classifier(S2AFormerModel(config), config.hidden_size)
         self.post_init()
-
-    @can_return_tuple
-    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
-                **kwargs) -> ImageClassifierOutput:
-        return self.classify_pooled(pixel_values, labels, kwargs, output_hidden_states=output_hidden_states,
-                                    output_attentions=output_attentions)
 
 
 class S2AFormerBackbone(NormedStagesBackbone, S2AFormerPreTrainedModel):
