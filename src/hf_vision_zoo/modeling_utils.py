@@ -15,6 +15,11 @@ class ZooPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
+    # attention goes through `layers.get_attention_function` (eager or SDPA); flash/flex kernels are not wired
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = True
 
     @classmethod
     def _can_set_attn_implementation(cls) -> bool:

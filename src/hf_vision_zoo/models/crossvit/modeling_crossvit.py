@@ -263,10 +263,6 @@ class CrossVitPreTrainedModel(ZooPreTrainedModel):
     config: CrossVitConfig
     base_model_prefix = "crossvit"
     _no_split_modules = ["TransformerBlock", "CrossVitFusion"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -226,10 +226,6 @@ class CvtPreTrainedModel(ZooPreTrainedModel):
     config: CvtConfig
     base_model_prefix = "cvt"
     _no_split_modules = ["CvtBlock", "CvtConvEmbedding"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module):

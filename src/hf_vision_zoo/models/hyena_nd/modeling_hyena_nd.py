@@ -80,10 +80,6 @@ class HyenaNdPreTrainedModel(ZooPreTrainedModel):
     config: HyenaNdConfig
     base_model_prefix = "hyena_nd"
     _no_split_modules = ["VitEmbeddings", "HyenaNdBlock", "TransformerBlock"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module):

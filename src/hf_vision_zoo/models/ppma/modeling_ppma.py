@@ -279,10 +279,6 @@ class PpmaPreTrainedModel(ZooPreTrainedModel):
     config: PpmaConfig
     base_model_prefix = "ppma"
     _no_split_modules = ["PpmaBlock", "PpmaDownsample"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module):

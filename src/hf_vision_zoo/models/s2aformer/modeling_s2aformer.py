@@ -256,10 +256,6 @@ class S2AFormerPreTrainedModel(ZooPreTrainedModel):
     config: S2AFormerConfig
     base_model_prefix = "s2aformer"
     _no_split_modules = ["S2AFormerBlock"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module):

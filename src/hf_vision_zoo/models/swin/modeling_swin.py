@@ -230,10 +230,6 @@ class SwinPreTrainedModel(ZooPreTrainedModel):
     config: SwinConfig
     base_model_prefix = "swin"
     _no_split_modules = ["SwinBlock", "SwinPatchMerging"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
     # Official checkpoints carry these buffers; they are rebuilt from the config instead.
     _keys_to_ignore_on_load_unexpected = [r"relative_position_index", r"attn_mask"]
 

@@ -175,10 +175,6 @@ class VitPreTrainedModel(ZooPreTrainedModel):
     config: VitConfig
     base_model_prefix = "vit"
     _no_split_modules = ["VitEmbeddings", "TransformerBlock"]
-    _supports_sdpa = True
-    _supports_flash_attn = False
-    _supports_flex_attn = False
-    _supports_attention_backend = True
 
     @torch.no_grad()
     def _init_weights(self, module):
