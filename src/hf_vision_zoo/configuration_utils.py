@@ -50,3 +50,18 @@ def set_backbone_stages(config, num_stages: int, kwargs: dict) -> None:
     config.set_output_features_output_indices(
         out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
     )
+
+
+def prepare_stage_config(config, list_fields, kwargs: dict, depths: str = "depths", widths: str | None = "embed_dims"
+                         ) -> None:
+    """The `__post_init__` steps of a hierarchical (per-stage) config, before `super().__post_init__(**kwargs)`:
+    `list_fields` and `image_size` as lists (JSON round-trips), `num_layers` from `depths`, `hidden_size` = the last
+    stage's width (`widths`; None: the config sets it itself) and the backbone stages (`set_backbone_stages`)."""
+    for name in list_fields:
+        setattr(config, name, list(getattr(config, name)))
+    if isinstance(config.image_size, (list, tuple)):
+        config.image_size = list(config.image_size)
+    config.num_layers = len(getattr(config, depths))
+    if widths is not None:
+        config.hidden_size = int(getattr(config, widths)[-1]) if getattr(config, widths) else 0
+    set_backbone_stages(config, config.num_layers, kwargs)

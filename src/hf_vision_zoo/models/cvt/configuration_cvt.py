@@ -10,7 +10,7 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
-from ...configuration_utils import check_image_size_pair, check_per_stage_lengths, height_width, set_backbone_stages
+from ...configuration_utils import check_image_size_pair, check_per_stage_lengths, height_width, prepare_stage_config
 
 _PER_STAGE = ("patch_sizes", "patch_stride", "patch_padding", "embed_dim", "num_heads", "depth", "mlp_ratio",
               "attention_drop_rate", "drop_rate", "drop_path_rate", "qkv_bias", "cls_token", "qkv_projection_method",
@@ -76,11 +76,7 @@ class CvtConfig(BackboneConfigMixin, PreTrainedConfig):
         for name in _PER_STAGE:  # a single value stands for every stage
             value = getattr(self, name)
             setattr(self, name, list(value) if isinstance(value, (list, tuple)) else [value] * stages)
-        if isinstance(self.image_size, (list, tuple)):
-            self.image_size = list(self.image_size)
-        self.num_layers = len(self.depth)
-        self.hidden_size = int(self.embed_dim[-1]) if self.embed_dim else 0
-        set_backbone_stages(self, self.num_layers, kwargs)
+        prepare_stage_config(self, (), kwargs, depths="depth", widths="embed_dim")
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):

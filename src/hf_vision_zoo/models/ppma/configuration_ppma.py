@@ -12,7 +12,7 @@ from ...configuration_utils import (
     check_probabilities,
     check_stage_depths,
     height_width,
-    set_backbone_stages,
+    prepare_stage_config,
 )
 
 
@@ -60,13 +60,8 @@ class PpmaConfig(BackboneConfigMixin, PreTrainedConfig):
     patch_size = 4
 
     def __post_init__(self, **kwargs):
-        for name in ("embed_dims", "depths", "num_heads", "mlp_ratios", "chunkwise_recurrents", "layerscales"):
-            setattr(self, name, list(getattr(self, name)))
-        if isinstance(self.image_size, (list, tuple)):
-            self.image_size = list(self.image_size)
-        self.num_layers = len(self.depths)
-        self.hidden_size = int(self.embed_dims[-1]) if self.embed_dims else 0
-        set_backbone_stages(self, self.num_layers, kwargs)
+        prepare_stage_config(self, ("embed_dims", "depths", "num_heads", "mlp_ratios", "chunkwise_recurrents",
+                                    "layerscales"), kwargs)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):

@@ -14,7 +14,7 @@ from ...configuration_utils import (
     check_probabilities,
     check_stage_depths,
     height_width,
-    set_backbone_stages,
+    prepare_stage_config,
 )
 
 
@@ -55,13 +55,8 @@ class SwinConfig(BackboneConfigMixin, PreTrainedConfig):
     _out_indices: list[int] | None = None
 
     def __post_init__(self, **kwargs):
-        self.depths = list(self.depths)
-        self.num_heads = list(self.num_heads)
-        if isinstance(self.image_size, (list, tuple)):
-            self.image_size = list(self.image_size)
-        self.num_layers = len(self.depths)
+        prepare_stage_config(self, ("depths", "num_heads"), kwargs, widths=None)
         self.hidden_size = int(self.embed_dim * 2 ** (self.num_layers - 1))
-        set_backbone_stages(self, self.num_layers, kwargs)
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
