@@ -219,13 +219,9 @@ class VitModel(VitPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embed
 
-    def _masking(self, tokens: torch.Tensor, noise, mask_ratio, mask):
-        """Validate the masking arguments and return `MaskingIndices` (or None when nothing is removed);
-        `tokens` `(B, N, ...)` gives the batch size, the number of patches and the device."""
-        return self._masking_for(tokens.shape[0], tokens.shape[1], tokens.device, noise, mask_ratio, mask)
-
-    def _masking_for(self, batch: int, num_patches: int, device: torch.device, noise, mask_ratio, mask):
-        """`_masking` for `batch` images of `num_patches` patches on `device`."""
+    def _masking(self, batch: int, num_patches: int, device: torch.device, noise, mask_ratio, mask):
+        """Validate the masking arguments for `batch` images of `num_patches` patches on `device` and return
+        `MaskingIndices` (or None when nothing is removed)."""
         if mask is not None:
             if noise is not None or mask_ratio is not None:
                 raise ValueError("pass either an explicit mask or noise/mask_ratio, not both")
@@ -269,7 +265,7 @@ class VitModel(VitPreTrainedModel):
         height, width = pixel_values.shape[-2:]
         self.embeddings.check_image_size(height, width, interpolate_pos_encoding)
         patch = self.config.patch_size
-        masking = self._masking_for(pixel_values.shape[0], -(-height // patch) * -(-width // patch),
+        masking = self._masking(pixel_values.shape[0], -(-height // patch) * -(-width // patch),
                                     pixel_values.device, noise, mask_ratio, mask)
         # only the kept patches are embedded and encoded: removed ones are never computed nor attended to
         prefix, tokens, _ = self.embeddings(pixel_values, bool_masked_pos, interpolate_pos_encoding,
